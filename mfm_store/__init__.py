@@ -1,0 +1,112 @@
+"""mfm_store: deterministic, replayable workflow runs in one SQLite file.
+
+The Python, SQLite-backed counterpart of the Rust crate ``mfm-machine`` 0.1.0, speaking its
+wire format exactly. Public names are re-exported here; everything else is internal.
+"""
+
+from .canonical import (
+    artifact_id_for_bytes,
+    artifact_id_for_json,
+    canonical_json_bytes,
+    json_contains_secrets,
+    redact_error_info,
+    string_contains_secrets,
+)
+from .errors import (
+    CanonicalJsonError,
+    ConcurrencyError,
+    CorruptionError,
+    ErrorCategory,
+    ErrorInfo,
+    FloatNotAllowedError,
+    IdValidationError,
+    IoError,
+    MfmError,
+    MissingFactError,
+    MissingFactKeyError,
+    NotFoundError,
+    RateLimitedError,
+    SecretsNotAllowedError,
+    StorageError,
+    TransportError,
+)
+from .events import (
+    DomainEvent,
+    Event,
+    EventEnvelope,
+    KernelEvent,
+    RunCompleted,
+    RunStarted,
+    RunStatus,
+    StateCompleted,
+    StateEntered,
+    StateError,
+    StateFailed,
+    event_from_json,
+)
+from .ids import ArtifactId, ContextKey, ErrorCode, FactKey, OpId, OpPath, RunId, StateId
+from .memory import MemoryStore
+from .stores import (
+    ArtifactKind,
+    ArtifactStore,
+    EventStore,
+    FactBinding,
+    FactStore,
+    RunSummary,
+    Store,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactId",
+    "ArtifactKind",
+    "ArtifactStore",
+    "CanonicalJsonError",
+    "ConcurrencyError",
+    "ContextKey",
+    "CorruptionError",
+    "DomainEvent",
+    "ErrorCategory",
+    "ErrorCode",
+    "ErrorInfo",
+    "Event",
+    "EventEnvelope",
+    "EventStore",
+    "FactBinding",
+    "FactKey",
+    "FactStore",
+    "FloatNotAllowedError",
+    "IdValidationError",
+    "IoError",
+    "KernelEvent",
+    "MemoryStore",
+    "MfmError",
+    "MissingFactError",
+    "MissingFactKeyError",
+    "NotFoundError",
+    "OpId",
+    "OpPath",
+    "RateLimitedError",
+    "RunCompleted",
+    "RunId",
+    "RunStarted",
+    "RunStatus",
+    "RunSummary",
+    "SecretsNotAllowedError",
+    "StateCompleted",
+    "StateEntered",
+    "StateError",
+    "StateFailed",
+    "StateId",
+    "StorageError",
+    "Store",
+    "TransportError",
+    "artifact_id_for_bytes",
+    "artifact_id_for_json",
+    "canonical_json_bytes",
+    "event_from_json",
+    "json_contains_secrets",
+    "redact_error_info",
+    "string_contains_secrets",
+]

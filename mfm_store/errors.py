@@ -1,0 +1,175 @@
+"""The one exception tree of mfm_store, and the error payload shared with mfm-machine.
+
+Classes are what callers catch; ``info.code`` (a stable snake_case string) is what machines and
+tests read. Every exception raised by the library carries an :class:`ErrorInfo`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+# Codes. Stable: changing one is a breaking change.
+CODE_CONCURRENCY = "event_store_concurrency"
+CODE_FACT_BINDING_CONFLICT = "fact_binding_conflict"
+CODE_INVALID_ENVELOPES = "invalid_envelopes"
+CODE_NOT_FOUND = "artifact_not_found"
+CODE_CORRUPTION = "storage_corruption"
+CODE_STORAGE = "storage_error"
+CODE_READ_ONLY = "store_read_only"
+CODE_STORE_CLOSED = "store_closed"
+CODE_NOT_A_DATABASE = "not_an_mfm_store"
+CODE_SCHEMA_TOO_NEW = "schema_too_new"
+CODE_BUSY = "store_busy"
+CODE_INVALID_ID = "invalid_id"
+CODE_MISSING_FACT_KEY = "missing_fact_key"
+CODE_MISSING_FACT = "missing_fact"
+CODE_IO = "io_error"
+CODE_TRANSPORT = "io_transport"
+CODE_RATE_LIMITED = "io_rate_limited"
+
+
+class ErrorCategory(enum.Enum):
+    """Error categories, spelled as in the Rust crate's serde output."""
+
+    PARSING_INPUT = "ParsingInput"
+    ON_CHAIN = "OnChain"
+    OFF_CHAIN = "OffChain"
+    RPC = "Rpc"
+    STORAGE = "Storage"
+    CONTEXT = "Context"
+    UNKNOWN = "Unknown"
+
+
+@attrs.frozen
+class ErrorInfo:
+    """Structured error payload: ``code`` is stable, ``message`` is for people."""
+
+    code: str
+    category: ErrorCategory
+    retryable: bool
+    message: str
+    details: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "category": self.category.value,
+            "retryable": self.retryable,
+            "message": self.message,
+            "details": self.details,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> ErrorInfo:
+        try:
+            code, message, retryable = obj["code"], obj["message"], obj["retryable"]
+            category = ErrorCategory(obj["category"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"invalid ErrorInfo: {obj!r}") from exc
+        if not (isinstance(code, str) and isinstance(message, str) and isinstance(retryable, bool)):
+            raise ValueError(f"invalid ErrorInfo: {obj!r}")
+        return cls(code, category, retryable, message, obj.get("details"))
+
+
+class MfmError(Exception):
+    """Base of every mfm_store error; ``info`` holds the stable code."""
+
+    default_code = "mfm_error"
+    default_category = ErrorCategory.UNKNOWN
+
+    def __init__(self, message: str, *, code: str | None = None,
+                 info: ErrorInfo | None = None, retryable: bool = False,
+                 details: Any = None) -> None:
+        if info is None:
+            info = ErrorInfo(code or self.default_code, self.default_category, retryable,
+                             message, details)
+        super().__init__(info.message)
+        self.info = info
+
+    @property
+    def code(self) -> str:
+        return self.info.code
+
+
+class StorageError(MfmError):
+    """A store could not do what was asked (the catch-all storage case)."""
+
+    default_code = CODE_STORAGE
+    default_category = ErrorCategory.STORAGE
+
+
+class ConcurrencyError(StorageError):
+    """Optimistic concurrency lost: the head moved, or a fact is bound to another payload."""
+
+    default_code = CODE_CONCURRENCY
+
+
+class NotFoundError(StorageError):
+    default_code = CODE_NOT_FOUND
+
+
+class CorruptionError(StorageError):
+    """Stored bytes fail their checksum or content address."""
+
+    default_code = CODE_CORRUPTION
+
+
+class IoError(MfmError):
+    """The IO layer failed (the catch-all IO case)."""
+
+    default_code = CODE_IO
+
+
+class MissingFactKeyError(IoError):
+    default_code = CODE_MISSING_FACT_KEY
+    default_category = ErrorCategory.PARSING_INPUT
+
+
+class MissingFactError(IoError):
+    default_code = CODE_MISSING_FACT
+    default_category = ErrorCategory.STORAGE
+
+    def __init__(self, key: str, *, retryable: bool = False) -> None:
+        super().__init__(f"missing recorded fact for key: {key}", retryable=retryable)
+        self.key = key
+
+
+class TransportError(IoError):
+    default_code = CODE_TRANSPORT
+    default_category = ErrorCategory.OFF_CHAIN
+
+
+class RateLimitedError(IoError):
+    default_code = CODE_RATE_LIMITED
+    default_category = ErrorCategory.OFF_CHAIN
+
+
+class IdValidationError(ValueError):
+    """An identifier failed validation; the message reads ``invalid {kind}: {value}``."""
+
+    def __init__(self, kind: str, value: object) -> None:
+        super().__init__(f"invalid {kind}: {value}")
+        self.kind = kind
+        self.value = value
+        self.info = ErrorInfo(CODE_INVALID_ID, ErrorCategory.PARSING_INPUT, False, str(self))
+
+
+class CanonicalJsonError(ValueError):
+    """A value cannot be hashed as canonical JSON."""
+
+    code = "canonical_json_invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.info = ErrorInfo(self.code, ErrorCategory.PARSING_INPUT, False, message)
+
+
+class FloatNotAllowedError(CanonicalJsonError):
+    code = "float_not_allowed"
+
+
+class SecretsNotAllowedError(CanonicalJsonError):
+    code = "secrets_detected"

@@ -1,0 +1,242 @@
+"""Events and envelopes in the interchange form of mfm-machine (SPEC §3).
+
+``to_json()`` returns the externally tagged serde form as Python dicts, every optional present
+as ``None``; ``from_json()`` reverses it and re-validates ids. Storage keeps the same form as
+CBOR (:func:`encode_event`, :func:`decode_event`).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar, TypeAlias
+
+import attrs
+import cbor2
+
+from .errors import ErrorInfo
+from .ids import ArtifactId, OpId, RunId, StateId
+
+__all__ = [
+    "DOMAIN_ARTIFACT_WRITTEN",
+    "DOMAIN_CHILD_RUN_COMPLETED",
+    "DOMAIN_CHILD_RUN_SPAWNED",
+    "DOMAIN_FACT_RECORDED",
+    "DOMAIN_OP_BOUNDARY",
+    "DomainEvent",
+    "Event",
+    "EventEnvelope",
+    "KernelEvent",
+    "RunCompleted",
+    "RunStarted",
+    "RunStatus",
+    "StateCompleted",
+    "StateEntered",
+    "StateError",
+    "StateFailed",
+    "decode_event",
+    "encode_event",
+    "event_from_json",
+]
+
+DOMAIN_FACT_RECORDED = "fact_recorded"
+DOMAIN_ARTIFACT_WRITTEN = "artifact_written"
+DOMAIN_OP_BOUNDARY = "op_boundary"
+DOMAIN_CHILD_RUN_SPAWNED = "child_run_spawned"
+DOMAIN_CHILD_RUN_COMPLETED = "child_run_completed"
+
+
+class RunStatus(enum.Enum):
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+def _opt_artifact(value: Any) -> ArtifactId | None:
+    return None if value is None else ArtifactId(value)
+
+
+@attrs.frozen
+class StateError:
+    """A state's failure: which state, and the (already redacted) error info."""
+
+    state_id: StateId | None
+    info: ErrorInfo
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state_id": self.state_id, "info": self.info.to_json()}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> StateError:
+        sid = obj["state_id"]
+        return cls(None if sid is None else StateId(sid), ErrorInfo.from_json(obj["info"]))
+
+
+class _Kernel:
+    """Mixin giving kernel events their tagged JSON form."""
+
+    __slots__ = ()
+    _tag: ClassVar[str]
+
+    def _body(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Kernel": {self._tag: self._body()}}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Any:
+        event = event_from_json(obj)
+        if not isinstance(event, cls):
+            raise ValueError(f"not a {cls.__name__} event: {obj!r}")
+        return event
+
+
+@attrs.frozen
+class RunStarted(_Kernel):
+    op_id: OpId = attrs.field(converter=OpId)
+    manifest_id: ArtifactId = attrs.field(converter=ArtifactId)
+    initial_snapshot_id: ArtifactId = attrs.field(converter=ArtifactId)
+    _tag: ClassVar[str] = "RunStarted"
+
+    def _body(self) -> dict[str, Any]:
+        return {"op_id": self.op_id, "manifest_id": self.manifest_id,
+                "initial_snapshot_id": self.initial_snapshot_id}
+
+
+@attrs.frozen
+class StateEntered(_Kernel):
+    state_id: StateId = attrs.field(converter=StateId)
+    attempt: int
+    base_snapshot_id: ArtifactId = attrs.field(converter=ArtifactId)
+    _tag: ClassVar[str] = "StateEntered"
+
+    def _body(self) -> dict[str, Any]:
+        return {"state_id": self.state_id, "attempt": self.attempt,
+                "base_snapshot_id": self.base_snapshot_id}
+
+
+@attrs.frozen
+class StateCompleted(_Kernel):
+    state_id: StateId = attrs.field(converter=StateId)
+    context_snapshot_id: ArtifactId = attrs.field(converter=ArtifactId)
+    _tag: ClassVar[str] = "StateCompleted"
+
+    def _body(self) -> dict[str, Any]:
+        return {"state_id": self.state_id, "context_snapshot_id": self.context_snapshot_id}
+
+
+@attrs.frozen
+class StateFailed(_Kernel):
+    state_id: StateId = attrs.field(converter=StateId)
+    error: StateError
+    failure_snapshot_id: ArtifactId | None = attrs.field(default=None, converter=_opt_artifact)
+    _tag: ClassVar[str] = "StateFailed"
+
+    def _body(self) -> dict[str, Any]:
+        return {"state_id": self.state_id, "error": self.error.to_json(),
+                "failure_snapshot_id": self.failure_snapshot_id}
+
+
+@attrs.frozen
+class RunCompleted(_Kernel):
+    status: RunStatus
+    final_snapshot_id: ArtifactId | None = attrs.field(default=None, converter=_opt_artifact)
+    _tag: ClassVar[str] = "RunCompleted"
+
+    def _body(self) -> dict[str, Any]:
+        return {"status": self.status.value, "final_snapshot_id": self.final_snapshot_id}
+
+
+@attrs.frozen
+class DomainEvent:
+    """An application event; ``payload`` is any JSON value (floats allowed)."""
+
+    name: str
+    payload: Any = None
+    payload_ref: ArtifactId | None = attrs.field(default=None, converter=_opt_artifact)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Domain": {"name": self.name, "payload": self.payload,
+                           "payload_ref": self.payload_ref}}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> DomainEvent:
+        event = event_from_json(obj)
+        if not isinstance(event, DomainEvent):
+            raise ValueError(f"not a Domain event: {obj!r}")
+        return event
+
+
+KernelEvent: TypeAlias = RunStarted | StateEntered | StateCompleted | StateFailed | RunCompleted
+Event: TypeAlias = KernelEvent | DomainEvent
+
+
+def _kernel_from_json(tag: str, b: dict[str, Any]) -> KernelEvent:
+    if tag == "RunStarted":
+        return RunStarted(b["op_id"], b["manifest_id"], b["initial_snapshot_id"])
+    if tag == "StateEntered":
+        attempt = b["attempt"]
+        if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+            raise ValueError(f"invalid attempt: {attempt!r}")
+        return StateEntered(b["state_id"], attempt, b["base_snapshot_id"])
+    if tag == "StateCompleted":
+        return StateCompleted(b["state_id"], b["context_snapshot_id"])
+    if tag == "StateFailed":
+        return StateFailed(b["state_id"], StateError.from_json(b["error"]),
+                           b["failure_snapshot_id"])
+    if tag == "RunCompleted":
+        return RunCompleted(RunStatus(b["status"]), b["final_snapshot_id"])
+    raise ValueError(f"unknown kernel event: {tag!r}")
+
+
+def event_from_json(obj: Any) -> Event:
+    """Decode the tagged form; raises ``ValueError`` (ids: ``IdValidationError``) if malformed."""
+    try:
+        ((outer, inner),) = obj.items()
+        if outer == "Domain":
+            name = inner["name"]
+            if not isinstance(name, str):
+                raise ValueError(f"invalid domain event name: {name!r}")
+            return DomainEvent(name, inner["payload"], inner["payload_ref"])
+        if outer == "Kernel":
+            ((tag, body),) = inner.items()
+            return _kernel_from_json(tag, body)
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise ValueError(f"malformed event: {obj!r}") from exc
+    raise ValueError(f"malformed event: {obj!r}")
+
+
+@attrs.frozen
+class EventEnvelope:
+    """One event of a run's stream; ``seq`` starts at 1 and is contiguous per run."""
+
+    run_id: RunId
+    seq: int
+    ts_millis: int | None
+    event: Event
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": str(self.run_id), "seq": self.seq, "ts_millis": self.ts_millis,
+                "event": self.event.to_json()}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> EventEnvelope:
+        try:
+            seq, ts = obj["seq"], obj["ts_millis"]
+            run_id, event = obj["run_id"], obj["event"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed envelope: {obj!r}") from exc
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise ValueError(f"invalid seq: {seq!r}")
+        if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool)):
+            raise ValueError(f"invalid ts_millis: {ts!r}")
+        return cls(RunId.parse(run_id), seq, ts, event_from_json(event))
+
+
+def encode_event(event: Event) -> bytes:
+    """CBOR of the event's interchange form: what the stores keep as the event body."""
+    return cbor2.dumps(event.to_json())
+
+
+def decode_event(body: bytes) -> Event:
+    return event_from_json(cbor2.loads(body))

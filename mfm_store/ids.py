@@ -1,0 +1,86 @@
+"""Identifiers (SPEC §2): validated value types that compare and hash like their text."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Self
+
+import attrs
+
+from .errors import IdValidationError
+
+__all__ = ["ArtifactId", "ContextKey", "ErrorCode", "FactKey", "OpId", "OpPath", "RunId", "StateId"]
+
+FactKey = str
+ContextKey = str
+ErrorCode = str
+
+_OP_ID = r"[a-z][a-z0-9_]{0,62}"
+_OP_ID_RE = re.compile(rf"{_OP_ID}\Z")
+_OP_PATH_RE = re.compile(rf"{_OP_ID}\.{_OP_ID}\Z")
+_STATE_ID_RE = re.compile(rf"{_OP_ID}\.{_OP_ID}\.{_OP_ID}\Z")
+_ARTIFACT_ID_RE = re.compile(r"[0-9a-f]{64}\Z")
+
+
+@attrs.frozen(order=True)
+class RunId:
+    """A run's id: a UUID; ``str()`` is the lowercase hyphenated form."""
+
+    value: uuid.UUID
+
+    @classmethod
+    def new(cls) -> RunId:
+        return cls(uuid.uuid4())
+
+    @classmethod
+    def parse(cls, text: str) -> RunId:
+        if isinstance(text, RunId):
+            return text
+        try:
+            return cls(uuid.UUID(text))
+        except (ValueError, TypeError, AttributeError):
+            raise IdValidationError("run_id", text) from None
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class _ValidatedStr(str):
+    _kind = ""
+    _pattern: re.Pattern[str]
+
+    def __new__(cls, value: object) -> Self:
+        if type(value) is cls:
+            return value
+        if not isinstance(value, str) or cls._pattern.match(value) is None:
+            raise IdValidationError(cls._kind, value)
+        return super().__new__(cls, value)
+
+
+class OpId(_ValidatedStr):
+    """``^[a-z][a-z0-9_]{0,62}$``."""
+
+    _kind = "op_id"
+    _pattern = _OP_ID_RE
+
+
+class OpPath(_ValidatedStr):
+    """Two OpId segments: ``machine.step``."""
+
+    _kind = "op_path"
+    _pattern = _OP_PATH_RE
+
+
+class StateId(_ValidatedStr):
+    """Three OpId segments: ``machine.step.state``."""
+
+    _kind = "state_id"
+    _pattern = _STATE_ID_RE
+
+
+class ArtifactId(_ValidatedStr):
+    """64 lowercase hex characters: the SHA-256 of an artifact's bytes."""
+
+    _kind = "artifact_id"
+    _pattern = _ARTIFACT_ID_RE

@@ -1,0 +1,185 @@
+"""An in-memory store with exactly the contract of the SQLite store; the reference in tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+
+import attrs
+
+from . import _rules
+from .canonical import artifact_id_for_bytes
+from .errors import (
+    CODE_CONCURRENCY,
+    CODE_STORE_CLOSED,
+    ConcurrencyError,
+    NotFoundError,
+    StorageError,
+)
+from .events import EventEnvelope
+from .ids import ArtifactId, FactKey, OpId, RunId
+from .stores import ArtifactKind, FactBinding, RunSummary
+
+__all__ = ["MemoryStore"]
+
+
+@attrs.define
+class _Run:
+    events: list[EventEnvelope] = attrs.Factory(list)
+    facts: dict[FactKey, tuple[ArtifactId, int]] = attrs.Factory(dict)
+    op_id: OpId | None = None
+    status: str = _rules.STATUS_RUNNING
+    created: int = attrs.Factory(_rules.now_millis)
+    updated: int = 0
+
+
+class MemoryStore:
+    """Events, artifacts and fact bindings in process memory. Nothing is durable.
+
+    Each operation is atomic with respect to other tasks (one lock), which mirrors the
+    transactions of the SQLite store.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[RunId, _Run] = {}
+        self._artifacts: dict[ArtifactId, tuple[ArtifactKind, bytes]] = {}
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def __aenter__(self) -> MemoryStore:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("store is closed", code=CODE_STORE_CLOSED)
+
+    # events
+
+    async def head_seq(self, run_id: RunId) -> int:
+        self._check_open()
+        run = self._runs.get(run_id)
+        return len(run.events) if run else 0
+
+    async def append(self, run_id: RunId, expected_seq: int,
+                     envelopes: Sequence[EventEnvelope]) -> int:
+        self._check_open()
+        envelopes = list(envelopes)
+        _rules.check_envelopes(run_id, expected_seq, envelopes)
+        async with self._lock:
+            run = self._runs.get(run_id)
+            head = len(run.events) if run else 0
+            if head != expected_seq:
+                raise ConcurrencyError(
+                    f"run {run_id}: expected head {expected_seq}, found {head}",
+                    code=CODE_CONCURRENCY)
+            bound = dict(run.facts) if run else {}
+            for env in envelopes:
+                binding = _rules.fact_binding_of(env.event)
+                if binding is None:
+                    continue
+                key, pid = binding
+                if key in bound:
+                    if bound[key][0] != pid:
+                        raise _rules.binding_conflict(run_id, key, bound[key][0], pid)
+                else:
+                    bound[key] = (pid, env.seq)
+            if not envelopes:
+                return head
+            if run is None:
+                run = self._runs[run_id] = _Run()
+            self._commit(run, envelopes)
+            run.facts = bound
+            return len(run.events)
+
+    @staticmethod
+    def _commit(run: _Run, envelopes: list[EventEnvelope]) -> None:
+        for env in envelopes:
+            run.events.append(env)
+            run.op_id = _rules.op_id_of(env.event) or run.op_id  # type: ignore[assignment]
+            run.status = _rules.status_after(env.event) or run.status
+        run.updated = _rules.now_millis()
+
+    async def read_range(self, run_id: RunId, from_seq: int = 1,
+                         to_seq: int | None = None) -> list[EventEnvelope]:
+        self._check_open()
+        run = self._runs.get(run_id)
+        if run is None:
+            return []
+        start = max(from_seq, 1) - 1
+        stop = len(run.events) if to_seq is None else max(min(to_seq, len(run.events)), start)
+        return run.events[start:stop]
+
+    async def iter_events(self, run_id: RunId, from_seq: int = 1, to_seq: int | None = None,
+                          *, page_size: int = 1000) -> AsyncIterator[EventEnvelope]:
+        for env in await self.read_range(run_id, from_seq, to_seq):
+            yield env
+
+    async def list_runs(self) -> list[RunSummary]:
+        self._check_open()
+        return [
+            RunSummary(run_id=rid, op_id=r.op_id, status=r.status, head_seq=len(r.events),
+                       created_millis=r.created, updated_millis=r.updated or r.created)
+            for rid, r in self._runs.items()
+        ]
+
+    # artifacts
+
+    async def put(self, kind: ArtifactKind, data: bytes) -> ArtifactId:
+        self._check_open()
+        if not isinstance(kind, ArtifactKind):
+            raise StorageError(f"kind must be an ArtifactKind, got {kind!r}")
+        data = bytes(data)
+        aid = artifact_id_for_bytes(data)
+        self._artifacts.setdefault(aid, (kind, data))
+        return aid
+
+    async def get(self, artifact_id: ArtifactId) -> bytes:
+        self._check_open()
+        try:
+            return self._artifacts[artifact_id][1]
+        except KeyError:
+            raise NotFoundError(f"artifact not found: {artifact_id}") from None
+
+    async def exists(self, artifact_id: ArtifactId) -> bool:
+        self._check_open()
+        return artifact_id in self._artifacts
+
+    # facts
+
+    async def bind_fact(self, run_id: RunId, key: FactKey,
+                        payload_id: ArtifactId) -> FactBinding:
+        self._check_open()
+        payload_id = ArtifactId(payload_id)
+        async with self._lock:
+            run = self._runs.get(run_id)
+            if run is not None and key in run.facts:
+                pid, seq = run.facts[key]
+                return FactBinding(pid, False, seq)
+            if payload_id not in self._artifacts:
+                raise NotFoundError(f"fact payload artifact not found: {payload_id}")
+            if run is None:
+                run = self._runs[run_id] = _Run()
+            seq = len(run.events) + 1
+            env = EventEnvelope(run_id, seq, None, _rules.fact_recorded_event(key, payload_id))
+            self._commit(run, [env])
+            run.facts[key] = (payload_id, seq)
+            return FactBinding(payload_id, True, seq)
+
+    async def get_fact(self, run_id: RunId, key: FactKey) -> ArtifactId | None:
+        self._check_open()
+        run = self._runs.get(run_id)
+        entry = run.facts.get(key) if run else None
+        return entry[0] if entry else None
+
+    async def facts(self, run_id: RunId) -> dict[FactKey, ArtifactId]:
+        self._check_open()
+        run = self._runs.get(run_id)
+        return {k: v[0] for k, v in run.facts.items()} if run else {}

@@ -1,0 +1,1 @@
+"""The SQLite store: one file holding events, fact bindings and artifacts."""

@@ -1,0 +1,187 @@
+"""Backend-neutral store contract (SPEC §5.1): protocols and the values they exchange.
+
+Every backend (``MemoryStore``, ``SqliteStore``, later PostgreSQL) implements :class:`Store`
+and passes the same contract suite in ``tests/test_contract.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import attrs
+
+from .events import EventEnvelope
+from .ids import ArtifactId, FactKey, OpId, RunId
+
+__all__ = [
+    "ArtifactKind",
+    "ArtifactStore",
+    "EventStore",
+    "FactBinding",
+    "FactStore",
+    "RunSummary",
+    "Store",
+]
+
+_NAMED_KINDS = ("Manifest", "ContextSnapshot", "FactPayload", "SecretPayload", "Output")
+
+
+@attrs.frozen
+class ArtifactKind:
+    """What an artifact is for. Metadata only: never part of its id.
+
+    ``to_json()`` gives the Rust spelling: ``"FactPayload"`` or ``{"Other": "name"}``.
+    """
+
+    name: str
+    is_other: bool = False
+
+    MANIFEST: ClassVar[ArtifactKind]
+    CONTEXT_SNAPSHOT: ClassVar[ArtifactKind]
+    FACT_PAYLOAD: ClassVar[ArtifactKind]
+    SECRET_PAYLOAD: ClassVar[ArtifactKind]
+    OUTPUT: ClassVar[ArtifactKind]
+
+    @classmethod
+    def other(cls, name: str) -> ArtifactKind:
+        if not isinstance(name, str):
+            raise ValueError(f"invalid artifact kind name: {name!r}")
+        return cls(name, True)
+
+    def to_json(self) -> str | dict[str, str]:
+        return {"Other": self.name} if self.is_other else self.name
+
+    @classmethod
+    def from_json(cls, obj: Any) -> ArtifactKind:
+        if isinstance(obj, str) and obj in _NAMED_KINDS:
+            return cls(obj)
+        if isinstance(obj, dict) and len(obj) == 1 and isinstance(obj.get("Other"), str):
+            return cls.other(obj["Other"])
+        raise ValueError(f"invalid artifact kind: {obj!r}")
+
+    def __str__(self) -> str:
+        return f"Other:{self.name}" if self.is_other else self.name
+
+    @classmethod
+    def parse(cls, text: str) -> ArtifactKind:
+        """Inverse of ``str()`` (the form stored in the SQLite ``kind`` column)."""
+        if text.startswith("Other:"):
+            return cls.other(text[len("Other:"):])
+        return cls.from_json(text)
+
+
+ArtifactKind.MANIFEST = ArtifactKind("Manifest")
+ArtifactKind.CONTEXT_SNAPSHOT = ArtifactKind("ContextSnapshot")
+ArtifactKind.FACT_PAYLOAD = ArtifactKind("FactPayload")
+ArtifactKind.SECRET_PAYLOAD = ArtifactKind("SecretPayload")
+ArtifactKind.OUTPUT = ArtifactKind("Output")
+
+
+@attrs.frozen
+class FactBinding:
+    """Result of :meth:`FactStore.bind_fact`.
+
+    ``payload_id`` is the effective (winning) payload; ``inserted`` says whether this call won;
+    ``seq`` is the seq of the ``fact_recorded`` event of the winning binding.
+    """
+
+    payload_id: ArtifactId
+    inserted: bool
+    seq: int
+
+
+@attrs.frozen(kw_only=True)
+class RunSummary:
+    """One row of :meth:`EventStore.list_runs`. Times are Unix milliseconds (store clock).
+
+    ``status`` is ``"running"`` until a ``RunCompleted`` event, then ``"completed"``,
+    ``"failed"`` or ``"cancelled"``. ``op_id`` is ``None`` until a ``RunStarted`` event.
+    """
+
+    run_id: RunId
+    op_id: OpId | None
+    status: str
+    head_seq: int
+    created_millis: int
+    updated_millis: int
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Append-only, per-run event streams with optimistic concurrency."""
+
+    async def head_seq(self, run_id: RunId) -> int:
+        """Last seq of the run; ``0`` for an unknown run."""
+        ...
+
+    async def append(self, run_id: RunId, expected_seq: int,
+                     envelopes: Sequence[EventEnvelope]) -> int:
+        """Append atomically and return the new head. Durable on return.
+
+        Raises ``StorageError`` (code ``invalid_envelopes``) unless every envelope carries
+        ``run_id`` and the seqs run ``expected_seq+1 ...`` contiguously (checked first);
+        ``ConcurrencyError`` if the head is not ``expected_seq``; ``ConcurrencyError`` with code
+        ``fact_binding_conflict`` if a ``fact_recorded`` event would bind an already bound key
+        to a different payload. In every error case nothing is written. A ``fact_recorded``
+        event binding its key (first time, or again to the same payload) updates the bindings
+        in the same transaction.
+        """
+        ...
+
+    async def read_range(self, run_id: RunId, from_seq: int = 1,
+                         to_seq: int | None = None) -> list[EventEnvelope]:
+        """Events ``from_seq..=to_seq`` ascending; ``from_seq`` 0 acts as 1; unknown run → []."""
+        ...
+
+    def iter_events(self, run_id: RunId, from_seq: int = 1, to_seq: int | None = None,
+                    *, page_size: int = 1000) -> AsyncIterator[EventEnvelope]:
+        """Like :meth:`read_range`, streamed in pages with bounded memory."""
+        ...
+
+    async def list_runs(self) -> list[RunSummary]:
+        """Every run, oldest first, without scanning events."""
+        ...
+
+
+@runtime_checkable
+class ArtifactStore(Protocol):
+    """Content-addressed blobs: the id is the SHA-256 of the bytes."""
+
+    async def put(self, kind: ArtifactKind, data: bytes) -> ArtifactId:
+        """Store ``data`` once and return its id; idempotent; the first kind is kept."""
+        ...
+
+    async def get(self, artifact_id: ArtifactId) -> bytes:
+        """Raises ``NotFoundError`` if absent, ``CorruptionError`` if the bytes fail checks."""
+        ...
+
+    async def exists(self, artifact_id: ArtifactId) -> bool: ...
+
+
+@runtime_checkable
+class FactStore(Protocol):
+    """Per-run, first-writer-wins bindings from fact keys to payload artifacts."""
+
+    async def bind_fact(self, run_id: RunId, key: FactKey,
+                        payload_id: ArtifactId) -> FactBinding:
+        """Bind ``key`` to ``payload_id`` unless already bound, across tasks and processes.
+
+        In one transaction: insert the binding and append a ``fact_recorded`` event at the
+        run's head + 1 (``inserted=True``); or, if the key is bound, write nothing and return
+        the existing binding (``inserted=False``). Raises ``NotFoundError`` if the payload
+        artifact does not exist. Durable on return.
+        """
+        ...
+
+    async def get_fact(self, run_id: RunId, key: FactKey) -> ArtifactId | None: ...
+
+    async def facts(self, run_id: RunId) -> dict[FactKey, ArtifactId]: ...
+
+
+@runtime_checkable
+class Store(EventStore, ArtifactStore, FactStore, Protocol):
+    """Everything a run needs from one backend. Stores are async context managers;
+    ``close()`` is idempotent and finishes pending work."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,278 @@
+"""The store contract (SPEC §5.1), written once and run against every backend in BACKENDS."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+
+from mfm_store import (
+    ArtifactKind,
+    ConcurrencyError,
+    DomainEvent,
+    EventEnvelope,
+    NotFoundError,
+    RunCompleted,
+    RunId,
+    RunStarted,
+    RunStatus,
+    StateEntered,
+    StorageError,
+    Store,
+)
+
+A = "a" * 64
+B = "b" * 64
+
+
+def envs(run: RunId, start: int, n: int, ts: int | None = None) -> list[EventEnvelope]:
+    return [EventEnvelope(run, s, ts, DomainEvent("tick", {"i": s, "f": 0.5}))
+            for s in range(start, start + n)]
+
+
+def fact_event(run: RunId, seq: int, key: str, pid: str) -> EventEnvelope:
+    payload = {"key": key, "payload_id": pid, "meta": {}}
+    return EventEnvelope(run, seq, None, DomainEvent("fact_recorded", payload))
+
+
+async def test_unknown_run_has_head_zero_and_no_events(store: Store) -> None:
+    run = RunId.new()
+    assert await store.head_seq(run) == 0
+    assert await store.read_range(run) == []
+    assert [e async for e in store.iter_events(run)] == []
+
+
+async def test_append_returns_new_head_and_reads_back_exactly(store: Store) -> None:
+    run = RunId.new()
+    first = envs(run, 1, 3, ts=1_700_000_000_123)
+    assert await store.append(run, 0, first) == 3
+    assert await store.append(run, 3, envs(run, 4, 2)) == 5
+    assert await store.head_seq(run) == 5
+    got = await store.read_range(run)
+    assert got[:3] == first
+    assert [e.seq for e in got] == [1, 2, 3, 4, 5]
+    assert got[0].ts_millis == 1_700_000_000_123 and got[3].ts_millis is None
+
+
+async def test_read_range_is_inclusive_and_clamped(store: Store) -> None:
+    run = RunId.new()
+    await store.append(run, 0, envs(run, 1, 10))
+    assert [e.seq for e in await store.read_range(run, 3, 5)] == [3, 4, 5]
+    assert [e.seq for e in await store.read_range(run, 0, 2)] == [1, 2]
+    assert [e.seq for e in await store.read_range(run, 9)] == [9, 10]
+    assert [e.seq for e in await store.read_range(run, 9, 99)] == [9, 10]
+    assert await store.read_range(run, 11) == []
+    assert await store.read_range(run, 5, 4) == []
+
+
+async def test_iter_events_streams_the_same_events_in_pages(store: Store) -> None:
+    run = RunId.new()
+    await store.append(run, 0, envs(run, 1, 25))
+    streamed = [e async for e in store.iter_events(run, 2, 24, page_size=4)]
+    assert streamed == await store.read_range(run, 2, 24)
+
+
+async def test_empty_append_writes_nothing(store: Store) -> None:
+    run = RunId.new()
+    assert await store.append(run, 0, []) == 0
+    assert await store.head_seq(run) == 0
+
+
+async def test_stale_expected_seq_raises_concurrency_and_writes_nothing(store: Store) -> None:
+    run = RunId.new()
+    await store.append(run, 0, envs(run, 1, 2))
+    with pytest.raises(ConcurrencyError) as err:
+        await store.append(run, 1, envs(run, 2, 1))
+    assert err.value.info.code == "event_store_concurrency"
+    with pytest.raises(ConcurrencyError):
+        await store.append(run, 5, envs(run, 6, 1))
+    assert await store.head_seq(run) == 2
+    assert len(await store.read_range(run)) == 2
+
+
+@pytest.mark.parametrize("seqs", [[2], [1, 3], [1, 1], [0]])
+async def test_non_contiguous_envelopes_refused(store: Store, seqs: list[int]) -> None:
+    run = RunId.new()
+    bad = [EventEnvelope(run, s, None, DomainEvent("x")) for s in seqs]
+    with pytest.raises(StorageError) as err:
+        await store.append(run, 0, bad)
+    assert not isinstance(err.value, ConcurrencyError)
+    assert err.value.info.code == "invalid_envelopes"
+    assert await store.head_seq(run) == 0
+
+
+async def test_envelope_checks_come_before_the_head_check(store: Store) -> None:
+    run = RunId.new()
+    await store.append(run, 0, envs(run, 1, 1))
+    with pytest.raises(StorageError) as err:
+        await store.append(run, 0, envs(run, 5, 1))  # stale AND non-contiguous
+    assert err.value.info.code == "invalid_envelopes"
+
+
+async def test_foreign_run_envelopes_refused(store: Store) -> None:
+    run, other = RunId.new(), RunId.new()
+    with pytest.raises(StorageError) as err:
+        await store.append(run, 0, envs(run, 1, 1) + envs(other, 2, 1))
+    assert err.value.info.code == "invalid_envelopes"
+    assert await store.head_seq(run) == 0
+    assert await store.head_seq(other) == 0
+
+
+async def test_concurrent_appends_at_one_head_have_one_winner(store: Store) -> None:
+    run = RunId.new()
+
+    async def attempt(i: int) -> bool:
+        env = EventEnvelope(run, 1, None, DomainEvent("who", i))
+        try:
+            await store.append(run, 0, [env])
+            return True
+        except ConcurrencyError:
+            return False
+
+    results = await asyncio.gather(*(attempt(i) for i in range(20)))
+    assert results.count(True) == 1
+    assert await store.head_seq(run) == 1
+
+
+async def test_artifact_id_is_sha256_of_bytes(store: Store) -> None:
+    data = b"hello artifact"
+    aid = await store.put(ArtifactKind.OUTPUT, data)
+    assert aid == hashlib.sha256(data).hexdigest()
+    assert await store.get(aid) == data
+    assert await store.exists(aid)
+
+
+async def test_put_is_idempotent_under_another_kind(store: Store) -> None:
+    a1 = await store.put(ArtifactKind.FACT_PAYLOAD, b"same")
+    a2 = await store.put(ArtifactKind.other("custom"), b"same")
+    assert a1 == a2
+    assert await store.get(a1) == b"same"
+
+
+async def test_empty_and_large_artifacts(store: Store) -> None:
+    big = bytes(range(256)) * 8192  # 2 MiB
+    for data in (b"", big):
+        aid = await store.put(ArtifactKind.OUTPUT, data)
+        assert await store.get(aid) == data
+
+
+async def test_missing_artifact(store: Store) -> None:
+    assert not await store.exists("c" * 64)
+    with pytest.raises(NotFoundError):
+        await store.get("c" * 64)
+
+
+async def test_bind_fact_first_writer_wins(store: Store) -> None:
+    run = RunId.new()
+    await store.append(run, 0, envs(run, 1, 2))
+    p1 = await store.put(ArtifactKind.FACT_PAYLOAD, b'{"n":1}')
+    p2 = await store.put(ArtifactKind.FACT_PAYLOAD, b'{"n":2}')
+    first = await store.bind_fact(run, "k", p1)
+    assert (first.payload_id, first.inserted, first.seq) == (p1, True, 3)
+    again = await store.bind_fact(run, "k", p2)
+    assert (again.payload_id, again.inserted, again.seq) == (p1, False, 3)
+    assert await store.head_seq(run) == 3
+    (event,) = await store.read_range(run, 3)
+    assert event.event == DomainEvent("fact_recorded", {"key": "k", "payload_id": p1, "meta": {}})
+    assert await store.get_fact(run, "k") == p1
+    assert await store.get_fact(run, "other") is None
+    assert await store.facts(run) == {"k": p1}
+
+
+async def test_bind_fact_on_a_new_run_starts_at_seq_one(store: Store) -> None:
+    run = RunId.new()
+    p = await store.put(ArtifactKind.FACT_PAYLOAD, b"1")
+    assert (await store.bind_fact(run, "k", p)).seq == 1
+    assert await store.head_seq(run) == 1
+
+
+async def test_fact_keys_are_scoped_per_run(store: Store) -> None:
+    r1, r2 = RunId.new(), RunId.new()
+    p1 = await store.put(ArtifactKind.FACT_PAYLOAD, b"1")
+    p2 = await store.put(ArtifactKind.FACT_PAYLOAD, b"2")
+    assert (await store.bind_fact(r1, "k", p1)).inserted
+    assert (await store.bind_fact(r2, "k", p2)).inserted
+    assert await store.facts(r1) == {"k": p1}
+    assert await store.facts(r2) == {"k": p2}
+
+
+async def test_bind_fact_needs_the_payload_artifact(store: Store) -> None:
+    run = RunId.new()
+    with pytest.raises(NotFoundError):
+        await store.bind_fact(run, "k", "d" * 64)
+    assert await store.head_seq(run) == 0
+    assert await store.facts(run) == {}
+
+
+async def test_concurrent_bind_fact_has_exactly_one_winner(store: Store) -> None:
+    run = RunId.new()
+    pids = [await store.put(ArtifactKind.FACT_PAYLOAD, str(i).encode()) for i in range(16)]
+    results = await asyncio.gather(*(store.bind_fact(run, "k", p) for p in pids))
+    winners = [r for r in results if r.inserted]
+    assert len(winners) == 1
+    assert {r.payload_id for r in results} == {winners[0].payload_id}
+    assert await store.head_seq(run) == 1
+
+
+async def test_appended_fact_recorded_updates_bindings(store: Store) -> None:
+    run = RunId.new()
+    await store.append(run, 0, [fact_event(run, 1, "k", A)])
+    assert await store.get_fact(run, "k") == A
+    existing = await store.bind_fact(run, "k", B)
+    assert (existing.payload_id, existing.inserted, existing.seq) == (A, False, 1)
+
+
+async def test_rebinding_to_the_same_payload_is_accepted(store: Store) -> None:
+    run = RunId.new()
+    await store.append(run, 0, [fact_event(run, 1, "k", A), fact_event(run, 2, "k", A)])
+    assert await store.append(run, 2, [fact_event(run, 3, "k", A)]) == 3
+    assert await store.facts(run) == {"k": A}
+    assert (await store.bind_fact(run, "k", A)).seq == 1
+
+
+async def test_conflicting_fact_recorded_is_refused(store: Store) -> None:
+    run = RunId.new()
+    await store.append(run, 0, [fact_event(run, 1, "k", A)])
+    with pytest.raises(ConcurrencyError) as err:
+        await store.append(run, 1, [fact_event(run, 2, "j", A), fact_event(run, 3, "k", B)])
+    assert err.value.info.code == "fact_binding_conflict"
+    assert await store.head_seq(run) == 1
+    assert await store.facts(run) == {"k": A}
+
+
+async def test_conflict_inside_one_batch_is_refused(store: Store) -> None:
+    run = RunId.new()
+    with pytest.raises(ConcurrencyError) as err:
+        await store.append(run, 0, [fact_event(run, 1, "k", A), fact_event(run, 2, "k", B)])
+    assert err.value.info.code == "fact_binding_conflict"
+    assert await store.head_seq(run) == 0
+    assert await store.facts(run) == {}
+
+
+async def test_malformed_fact_recorded_is_stored_but_binds_nothing(store: Store) -> None:
+    run = RunId.new()
+    bad = EventEnvelope(run, 1, None, DomainEvent("fact_recorded", {"key": 5}))
+    assert await store.append(run, 0, [bad]) == 1
+    assert await store.facts(run) == {}
+
+
+async def test_list_runs_tracks_status_op_and_head(store: Store) -> None:
+    r1, r2 = RunId.new(), RunId.new()
+    await store.append(r1, 0, [EventEnvelope(r1, 1, None, RunStarted("op", A, B)),
+                               EventEnvelope(r1, 2, None, StateEntered("m.s.t", 0, B))])
+    await store.append(r2, 0, [EventEnvelope(r2, 1, None, RunStarted("other_op", A, B))])
+    await store.append(r2, 1, [EventEnvelope(r2, 2, None, RunCompleted(RunStatus.FAILED))])
+    runs = {s.run_id: s for s in await store.list_runs()}
+    assert set(runs) == {r1, r2}
+    assert (runs[r1].op_id, runs[r1].status, runs[r1].head_seq) == ("op", "running", 2)
+    assert (runs[r2].op_id, runs[r2].status, runs[r2].head_seq) == ("other_op", "failed", 2)
+    assert runs[r2].created_millis <= runs[r2].updated_millis
+
+
+async def test_store_is_an_async_context_manager(store: Store) -> None:
+    async with store as s:
+        assert s is store
+    with pytest.raises(StorageError):
+        await store.head_seq(RunId.new())
+    await store.close()  # idempotent
