@@ -1,3 +1,4 @@
+import re
 import uuid
 
 import pytest
@@ -15,7 +16,7 @@ def test_op_id_valid(text: str) -> None:
 
 @pytest.mark.parametrize("text", V["op_id_invalid"])
 def test_op_id_invalid(text: str) -> None:
-    with pytest.raises(IdValidationError, match=f"^invalid op_id: {text}$"):
+    with pytest.raises(IdValidationError, match=f"^invalid op_id: {re.escape(text)}$"):
         OpId(text)
 
 
@@ -26,7 +27,7 @@ def test_state_id_valid(text: str) -> None:
 
 @pytest.mark.parametrize("text", V["state_id_invalid"])
 def test_state_id_invalid(text: str) -> None:
-    with pytest.raises(IdValidationError, match="^invalid state_id: "):
+    with pytest.raises(IdValidationError, match=r"^invalid state_id: "):
         StateId(text)
 
 
@@ -37,7 +38,7 @@ def test_op_path_valid(text: str) -> None:
 
 @pytest.mark.parametrize("text", V["op_path_invalid"])
 def test_op_path_invalid(text: str) -> None:
-    with pytest.raises(IdValidationError, match="^invalid op_path: "):
+    with pytest.raises(IdValidationError, match=r"^invalid op_path: "):
         OpPath(text)
 
 
@@ -60,7 +61,7 @@ def test_run_id_roundtrip_and_forms() -> None:
 
 @pytest.mark.parametrize("bad", ["", "not-a-uuid", "3f2b8c1e-6a4d-4f7e-9b1a-2c5d8e7f9a0"])
 def test_run_id_invalid(bad: str) -> None:
-    with pytest.raises(IdValidationError, match=f"^invalid run_id: {bad}$"):
+    with pytest.raises(IdValidationError, match=f"^invalid run_id: {re.escape(bad)}$"):
         RunId.parse(bad)
 
 
