@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from mfm_store import MemoryStore, Store
+from mfm_store.sqlite import SqliteStore
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -22,8 +23,13 @@ async def _memory(tmp_path: Path) -> Store:
     return MemoryStore()
 
 
+async def _sqlite(tmp_path: Path) -> Store:
+    return await SqliteStore.open(tmp_path / "store.db")
+
+
 BACKENDS: dict[str, Callable[[Path], Awaitable[Store]]] = {
     "memory": _memory,
+    "sqlite": _sqlite,
 }
 
 

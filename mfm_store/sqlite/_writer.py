@@ -1,0 +1,190 @@
+"""Group commit: concurrent write operations share one transaction and one fsync.
+
+Operations are plain functions of the writer connection, written so that they check before
+they write: a contract error (``MfmError``) leaves nothing behind. Those submitted by tasks that
+are ready in the same turn of the event loop form one batch: the first task to submit leads,
+yields once so that the others can join, then runs the batch and one COMMIT; every caller is
+answered only after that COMMIT. If an operation fails in any other way (an SQLite error after
+it wrote), the batch is rolled back and run again with each operation in its own SAVEPOINT, so
+that one failing operation never affects the others.
+
+A batch runs on the event loop's thread: at this size of work a hop to another thread costs
+about as much as the transaction itself, so the loop is held for the length of one commit. When
+another process holds the write lock, the batch moves to a private thread that waits for the
+lock (bounded by the busy timeout), so the loop is never blocked by another writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..errors import MfmError
+from ._errors import is_busy, translate
+
+Op = Callable[[sqlite3.Connection], Any]
+Outcome = tuple[bool, Any]
+Entry = tuple[Op, "asyncio.Future[Any]"]
+
+_MAX_BATCH = 1000
+
+
+class _Busy(Exception):
+    """The inline attempt met another process's write lock; retry the batch on the thread."""
+
+
+class _Isolate(Exception):
+    """An operation failed after writing; rerun the batch with one savepoint per operation."""
+
+
+def _run_shared(conn: sqlite3.Connection, ops: list[Op], where: str) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for op in ops:
+        try:
+            outcomes.append((True, op(conn)))
+        except MfmError as exc:
+            outcomes.append((False, exc))
+        except Exception as exc:
+            raise (_Busy() if is_busy(exc) else _Isolate()) from exc
+    return outcomes
+
+
+def _run_isolated(conn: sqlite3.Connection, ops: list[Op], where: str) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for op in ops:
+        conn.execute("SAVEPOINT op")
+        try:
+            result = op(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            outcomes.append((False, translate(exc, where)))
+        else:
+            conn.execute("RELEASE op")
+            outcomes.append((True, result))
+    return outcomes
+
+
+def _run_batch(conn: sqlite3.Connection, ops: list[Op], where: str, *,
+               inline: bool) -> list[Outcome]:
+    """BEGIN IMMEDIATE, run ``ops``, COMMIT; one outcome per op.
+
+    Raises ``_Busy`` (after rolling back) if ``inline`` and another process holds the lock.
+    """
+    isolate = False
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            runner = _run_isolated if isolate else _run_shared
+            outcomes = runner(conn, ops, where)
+            conn.execute("COMMIT")
+            return outcomes
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            busy = isinstance(exc, _Busy) or is_busy(exc)
+            if busy and inline:
+                raise _Busy from exc
+            if isinstance(exc, _Isolate) and not isolate:
+                isolate = True
+                continue
+            cause = exc.__cause__ if isinstance(exc, _Busy | _Isolate) else exc
+            return [(False, translate(cause or exc, where))] * len(ops)
+
+
+class GroupCommitWriter:
+    """Owns the write connection; :meth:`run` returns after the commit holding the op."""
+
+    def __init__(self, conn: sqlite3.Connection, where: str, busy_timeout_ms: int) -> None:
+        self._conn = conn
+        self._where = where
+        self._wait_pragma = f"PRAGMA busy_timeout = {int(busy_timeout_ms)}"
+        self._pending: list[Entry] = []
+        self._leading = False
+        self._scheduled = False
+        self._on_thread = False
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def run(self, op: Op) -> Any:
+        """Run ``op`` in the next batch; return its result after COMMIT, or raise its error."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, fut))
+        if not (self._leading or self._scheduled or self._on_thread):
+            self._leading = True
+            try:
+                if _others_ready():
+                    await asyncio.sleep(0)  # let the other ready tasks join this batch
+            finally:
+                self._leading = False
+                self._flush()
+        return await fut
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._on_thread:
+            return
+        batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+        batch = [entry for entry in batch if not entry[1].done()]
+        if batch:
+            ops = [op for op, _ in batch]
+            try:
+                outcomes = _run_batch(self._conn, ops, self._where, inline=True)
+            except _Busy:
+                self._on_thread = True
+                asyncio.get_running_loop().create_task(self._flush_on_thread(batch))
+                return
+            _deliver(batch, outcomes)
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    async def _flush_on_thread(self, batch: list[Entry]) -> None:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="mfm-store-writer")
+        ops = [op for op, _ in batch]
+        try:
+            outcomes = await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._blocking_batch, ops)
+        finally:
+            self._on_thread = False
+        _deliver(batch, outcomes)
+        self._flush()
+
+    def _blocking_batch(self, ops: list[Op]) -> list[Outcome]:
+        self._conn.execute(self._wait_pragma)
+        try:
+            return _run_batch(self._conn, ops, self._where, inline=False)
+        finally:
+            self._conn.execute("PRAGMA busy_timeout = 0")
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far is committed (or failed)."""
+        await self.run(lambda conn: None)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+        self._conn.close()
+
+
+def _others_ready() -> bool:
+    """Whether other callbacks wait in this loop turn (and might join the batch).
+
+    Reads CPython's ready queue when it is there (a lone writer then skips one loop turn);
+    any other loop is assumed busy, which only costs that turn.
+    """
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)
+    return ready is None or len(ready) > 0
+
+
+def _deliver(batch: list[Entry], outcomes: list[Outcome]) -> None:
+    for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)

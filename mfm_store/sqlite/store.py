@@ -1,0 +1,378 @@
+"""``SqliteStore``: runs, events, fact bindings and artifacts in one SQLite file (SPEC §5.2-5.4)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sqlite3
+import warnings
+from collections.abc import AsyncIterator, Generator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import aiosqlite
+import xxhash
+
+from .. import _rules
+from ..errors import (
+    CODE_CONCURRENCY,
+    CODE_INVALID_ENVELOPES,
+    CODE_READ_ONLY,
+    CODE_STORE_CLOSED,
+    ConcurrencyError,
+    CorruptionError,
+    NotFoundError,
+    StorageError,
+)
+from ..events import DomainEvent, Event, EventEnvelope, decode_event, encode_event
+from ..ids import ArtifactId, FactKey, OpId, RunId
+from ..stores import ArtifactKind, FactBinding, RunSummary
+from . import _queries as q
+from ._errors import map_errors
+from ._schema import check_and_migrate, inspect_file
+from ._writer import GroupCommitWriter
+
+__all__ = ["Durability", "SqliteStore"]
+
+Durability = Literal["full", "normal"]
+_SYNCHRONOUS = {"full": "PRAGMA synchronous = FULL", "normal": "PRAGMA synchronous = NORMAL"}
+_I64 = 1 << 63
+
+
+def checksum(data: bytes, seed: int = 0) -> int:
+    """xxh3-64 of ``data`` as a signed 64-bit integer (SQLite's INTEGER range)."""
+    value: int = xxhash.xxh3_64_intdigest(data, seed)
+    return value - (1 << 64) if value >= _I64 else value
+
+
+def _kind_of(event: Event) -> tuple[str, str | None]:
+    if isinstance(event, DomainEvent):
+        return "Domain", event.name
+    return type(event).__name__, None
+
+
+class SqliteStore:
+    """The single-file store. Open with ``await SqliteStore.open(path)`` or
+    ``async with SqliteStore.open(path) as store``.
+
+    Durability: with ``durability="full"`` (default) every acknowledged append, binding or put
+    is fsynced and survives power loss. With ``"normal"`` it survives a crash of the process but
+    the last commits may be lost on power loss or an OS crash.
+
+    Writes from concurrent tasks are group-committed; each caller is answered after the commit
+    that holds its write. Several processes may open the same file: writers wait for each other
+    up to ``busy_timeout`` seconds, then get ``StorageError`` (code ``store_busy``).
+    """
+
+    def __init__(self, path: Path, reader: aiosqlite.Connection,
+                 writer: GroupCommitWriter | None) -> None:
+        self._path = path
+        self._reader = reader
+        self._writer = writer
+        self._closed = False
+
+    # opening and closing
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, durability: Durability = "full",
+             read_only: bool = False, busy_timeout: float = 10.0) -> _Opening:
+        """Open (creating and migrating if needed) the store at ``path``.
+
+        ``read_only=True`` never writes to the file or its folder (no WAL, no migration);
+        mutating methods then raise ``StorageError`` (code ``store_read_only``). It is meant
+        for copies and files no process is writing. Raises ``StorageError`` with code
+        ``not_an_mfm_store`` for a foreign file, ``schema_too_new`` for a newer schema,
+        ``CorruptionError`` for a truncated file.
+        """
+        if durability not in _SYNCHRONOUS:
+            raise ValueError(f"durability must be 'full' or 'normal', not {durability!r}")
+        return _Opening(cls._open(Path(path), durability, read_only, busy_timeout))
+
+    @classmethod
+    async def _open(cls, path: Path, durability: Durability, read_only: bool,
+                    busy_timeout: float) -> SqliteStore:
+        timeout_ms = int(busy_timeout * 1000)
+        uri, writer_conn = await asyncio.to_thread(
+            _prepare, path, durability, read_only, timeout_ms)
+        try:
+            with map_errors(str(path)):
+                reader = await aiosqlite.connect(uri, uri=True, isolation_level=None,
+                                                 timeout=busy_timeout)
+                if not read_only:
+                    await reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            if writer_conn is not None:
+                writer_conn.close()
+            raise
+        writer = None if writer_conn is None else GroupCommitWriter(
+            writer_conn, str(path), timeout_ms)
+        return cls(path, reader, writer)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def read_only(self) -> bool:
+        return self._writer is None
+
+    async def close(self) -> None:
+        """Finish pending writes and close. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._writer is not None:
+                await self._writer.drain()
+        finally:
+            await self._reader.close()
+            if self._writer is not None:
+                self._writer.close()
+
+    async def __aenter__(self) -> SqliteStore:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"SqliteStore for {self._path} was never closed", ResourceWarning,
+                          stacklevel=1)
+
+    async def _write(self, op: Any) -> Any:
+        if self._closed:
+            raise StorageError(f"{self._path}: store is closed", code=CODE_STORE_CLOSED)
+        if self._writer is None:
+            raise StorageError(f"{self._path}: store is open read-only", code=CODE_READ_ONLY)
+        return await self._writer.run(op)
+
+    async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        if self._closed:
+            raise StorageError(f"{self._path}: store is closed", code=CODE_STORE_CLOSED)
+        with map_errors(str(self._path)):
+            return list(await self._reader.execute_fetchall(sql, params))
+
+    # events
+
+    async def head_seq(self, run_id: RunId) -> int:
+        rows = await self._fetchall(q.RUN_HEAD, (str(run_id),))
+        return int(rows[0][1]) if rows else 0
+
+    async def append(self, run_id: RunId, expected_seq: int,
+                     envelopes: Sequence[EventEnvelope]) -> int:
+        envelopes = list(envelopes)
+        _rules.check_envelopes(run_id, expected_seq, envelopes)
+        rows: list[tuple[Any, ...]] = []
+        bindings: dict[str, tuple[ArtifactId, int]] = {}
+        op_id: str | None = None
+        status: str | None = None
+        for env in envelopes:
+            try:
+                body = encode_event(env.event)
+            except Exception as exc:
+                raise StorageError(f"event {env.seq} of run {run_id} cannot be encoded: {exc}",
+                                   code=CODE_INVALID_ENVELOPES) from exc
+            kind, name = _kind_of(env.event)
+            rows.append((env.seq, env.ts_millis, kind, name, checksum(body, env.seq), body))
+            binding = _rules.fact_binding_of(env.event)
+            if binding is not None:
+                key, pid = binding
+                if key not in bindings:
+                    bindings[key] = (pid, env.seq)
+                elif bindings[key][0] != pid:
+                    raise _rules.binding_conflict(run_id, key, bindings[key][0], pid)
+            op_id = _rules.op_id_of(env.event) or op_id
+            status = _rules.status_after(env.event) or status
+        rid = str(run_id)
+
+        def op(conn: sqlite3.Connection) -> int:
+            row = conn.execute(q.RUN_HEAD, (rid,)).fetchone()
+            head = row[1] if row else 0
+            if head != expected_seq:
+                raise ConcurrencyError(
+                    f"run {rid}: expected head {expected_seq}, found {head}",
+                    code=CODE_CONCURRENCY)
+            if not rows:
+                return int(head)
+            new_bindings = []
+            for key, (pid, seq) in bindings.items():
+                bound = row and conn.execute(q.BINDING_GET, (row[0], key)).fetchone()
+                if not bound:
+                    new_bindings.append((key, pid, seq))
+                elif bound[0] != pid:
+                    raise _rules.binding_conflict(run_id, key, bound[0], pid)
+            # Checks are done; writes follow (an op must not fail after it wrote).
+            now = _rules.now_millis()
+            pk = row[0] if row else conn.execute(q.RUN_INSERT, (rid, now, now)).lastrowid
+            for key, pid, seq in new_bindings:
+                conn.execute(q.BINDING_INSERT, (pk, key, pid, seq))
+            if len(rows) == 1:
+                conn.execute(q.EVENT_INSERT, (pk, *rows[0]))
+            else:
+                conn.executemany(q.EVENT_INSERT, [(pk, *r) for r in rows])
+            new_head = expected_seq + len(rows)
+            conn.execute(q.RUN_ADVANCE, (new_head, now, op_id, status, pk))
+            return new_head
+
+        return int(await self._write(op))
+
+    def _decode(self, run_id: RunId, row: Sequence[Any]) -> EventEnvelope:
+        seq, ts, stored_sum, body = row
+        if checksum(body, seq) != stored_sum:
+            raise CorruptionError(f"{self._path}: event {seq} of run {run_id} fails its checksum")
+        try:
+            event = decode_event(body)
+        except Exception as exc:
+            raise CorruptionError(
+                f"{self._path}: event {seq} of run {run_id} cannot be decoded: {exc}") from exc
+        return EventEnvelope(run_id, seq, ts, event)
+
+    async def read_range(self, run_id: RunId, from_seq: int = 1,
+                         to_seq: int | None = None) -> list[EventEnvelope]:
+        return [e async for e in self.iter_events(run_id, from_seq, to_seq, page_size=-1)]
+
+    async def iter_events(self, run_id: RunId, from_seq: int = 1, to_seq: int | None = None,
+                          *, page_size: int = 1000) -> AsyncIterator[EventEnvelope]:
+        """Stream events in pages of ``page_size`` (``-1``: one page), bounded memory."""
+        start = max(from_seq, 1)
+        stop = _I64 - 1 if to_seq is None else to_seq
+        rid = str(run_id)
+        while start <= stop:
+            rows = await self._fetchall(q.EVENT_RANGE, (rid, start, stop, page_size))
+            for row in rows:
+                yield self._decode(run_id, row)
+            if page_size < 0 or len(rows) < page_size:
+                return
+            start = rows[-1][0] + 1
+
+    async def list_runs(self) -> list[RunSummary]:
+        return [
+            RunSummary(run_id=RunId.parse(rid), op_id=None if op is None else OpId(op),
+                       status=status, head_seq=head, created_millis=created,
+                       updated_millis=updated)
+            for rid, op, status, head, created, updated in await self._fetchall(q.RUN_LIST, ())
+        ]
+
+    # artifacts
+
+    async def put(self, kind: ArtifactKind, data: bytes) -> ArtifactId:
+        if not isinstance(kind, ArtifactKind):
+            raise StorageError(f"kind must be an ArtifactKind, got {kind!r}")
+        data = bytes(data)
+        aid = hashlib.sha256(data).hexdigest()
+        row = (aid, str(kind), len(data), checksum(data), _rules.now_millis(), data)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(q.ARTIFACT_INSERT, row)
+
+        await self._write(op)
+        return ArtifactId(aid)
+
+    async def get(self, artifact_id: ArtifactId) -> bytes:
+        rows = await self._fetchall(q.ARTIFACT_GET, (artifact_id,))
+        if not rows:
+            raise NotFoundError(f"artifact not found: {artifact_id}")
+        stored_sum, data = rows[0]
+        if checksum(data) != stored_sum:
+            raise CorruptionError(f"{self._path}: artifact {artifact_id} fails its checksum")
+        return bytes(data)
+
+    async def exists(self, artifact_id: ArtifactId) -> bool:
+        return bool(await self._fetchall(q.ARTIFACT_EXISTS, (artifact_id,)))
+
+    # facts
+
+    async def bind_fact(self, run_id: RunId, key: FactKey,
+                        payload_id: ArtifactId) -> FactBinding:
+        if not isinstance(key, str):
+            raise StorageError(f"fact key must be a string, got {key!r}")
+        payload_id = ArtifactId(payload_id)
+        body = encode_event(_rules.fact_recorded_event(key, payload_id))
+        rid = str(run_id)
+
+        def op(conn: sqlite3.Connection) -> FactBinding:
+            row = conn.execute(q.RUN_HEAD, (rid,)).fetchone()
+            if row is not None:
+                bound = conn.execute(q.BINDING_GET, (row[0], key)).fetchone()
+                if bound is not None:
+                    return FactBinding(ArtifactId(bound[0]), False, bound[1])
+            if conn.execute(q.ARTIFACT_EXISTS, (payload_id,)).fetchone() is None:
+                raise NotFoundError(f"fact payload artifact not found: {payload_id}")
+            now = _rules.now_millis()
+            pk = row[0] if row else conn.execute(q.RUN_INSERT, (rid, now, now)).lastrowid
+            seq = (row[1] if row else 0) + 1
+            conn.execute(q.EVENT_INSERT,
+                         (pk, seq, None, "Domain", "fact_recorded", checksum(body, seq), body))
+            conn.execute(q.BINDING_INSERT, (pk, key, payload_id, seq))
+            conn.execute(q.RUN_ADVANCE, (seq, now, None, None, pk))
+            return FactBinding(payload_id, True, seq)
+
+        result: FactBinding = await self._write(op)
+        return result
+
+    async def get_fact(self, run_id: RunId, key: FactKey) -> ArtifactId | None:
+        rows = await self._fetchall(q.BINDING_GET_BY_RUN_ID, (str(run_id), key))
+        return ArtifactId(rows[0][0]) if rows else None
+
+    async def facts(self, run_id: RunId) -> dict[FactKey, ArtifactId]:
+        rows = await self._fetchall(q.BINDINGS_OF_RUN, (str(run_id),))
+        return {key: ArtifactId(pid) for key, pid in rows}
+
+
+class _Opening:
+    """What ``SqliteStore.open`` returns: await it, or use it as ``async with``."""
+
+    def __init__(self, coro: Any) -> None:
+        self._coro = coro
+        self._store: SqliteStore | None = None
+
+    def __await__(self) -> Generator[Any, None, SqliteStore]:
+        return self._coro.__await__()  # type: ignore[no-any-return]
+
+    async def __aenter__(self) -> SqliteStore:
+        self._store = await self._coro
+        return self._store
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+
+def _prepare(path: Path, durability: Durability, read_only: bool,
+             busy_timeout_ms: int) -> tuple[str, sqlite3.Connection | None]:
+    """Blocking part of opening: checks, migration, writer connection; returns the reader URI."""
+    exists = path.exists()
+    if read_only and not exists:
+        raise StorageError(f"{path}: no such file", code="store_not_found")
+    is_wal = inspect_file(path)[1] if exists else False
+    uri = path.resolve().as_uri()
+    if read_only:
+        wal = Path(f"{path}-wal")
+        live_wal = wal.exists() and wal.stat().st_size > 0
+        # Plain mode=ro on a WAL file creates -wal/-shm files; a quiescent copy needs neither.
+        uri += "?mode=ro" if (live_wal or not is_wal) else "?mode=ro&immutable=1"
+        with map_errors(str(path)):
+            probe = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            check_and_migrate(probe, path, read_only=True)
+        finally:
+            probe.close()
+        return uri, None
+    with map_errors(str(path)):
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                               timeout=busy_timeout_ms / 1000)
+    try:
+        check_and_migrate(conn, path, read_only=False)
+        with map_errors(str(path)):
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(_SYNCHRONOUS[durability])
+            conn.execute("PRAGMA busy_timeout = 0")
+    except BaseException:
+        conn.close()
+        raise
+    return uri, conn
