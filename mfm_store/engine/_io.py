@@ -1,0 +1,94 @@
+"""Wiring the IO layer into an attempt: transports, LiveIo / ReplayIo, missing-fact tracking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeAlias
+
+from ..errors import MissingFactError
+from ..ids import ArtifactId, FactKey, StateId
+from ..live_io import (
+    IoCall,
+    IoProvider,
+    IoResult,
+    LiveIo,
+    LiveIoEnv,
+    LiveIoTransportFactory,
+    RouterLiveIoTransportFactory,
+    UnimplementedLiveIoTransportFactory,
+)
+from ..replay_io import ReplayIo
+from .manifest import IoMode
+from .recorder import EngineFactRecorder
+
+if TYPE_CHECKING:
+    from .runner import Execution
+
+TransportsArg: TypeAlias = LiveIoTransportFactory | Iterable[LiveIoTransportFactory] | None
+
+
+def resolve_transports(transports: TransportsArg) -> LiveIoTransportFactory:
+    """One factory as is, several behind a namespace router, none: ``io_unimplemented``."""
+    if transports is None:
+        return UnimplementedLiveIoTransportFactory()
+    if isinstance(transports, LiveIoTransportFactory):
+        return transports
+    return RouterLiveIoTransportFactory(list(transports))
+
+
+class ObservedIo:
+    """Forwards to the attempt's IO provider and notes the keys of missing facts, so that a
+    replay can name the fact it lacked even if the handler replaced the error by its own."""
+
+    def __init__(self, inner: IoProvider, missing: list[FactKey]) -> None:
+        self._inner = inner
+        self._missing = missing
+
+    def _note(self, exc: MissingFactError) -> None:
+        self._missing.append(exc.key)
+
+    async def call(self, call: IoCall) -> IoResult:
+        try:
+            return await self._inner.call(call)
+        except MissingFactError as exc:
+            self._note(exc)
+            raise
+
+    async def record_value(self, key: FactKey, value: object) -> ArtifactId:
+        try:
+            return await self._inner.record_value(key, value)
+        except MissingFactError as exc:
+            self._note(exc)
+            raise
+
+    async def get_recorded_fact(self, key: FactKey) -> ArtifactId | None:
+        return await self._inner.get_recorded_fact(key)
+
+    async def now_millis(self) -> int:
+        try:
+            return await self._inner.now_millis()
+        except MissingFactError as exc:
+            self._note(exc)
+            raise
+
+    async def random_bytes(self, n: int) -> bytes:
+        try:
+            return await self._inner.random_bytes(n)
+        except MissingFactError as exc:
+            self._note(exc)
+            raise
+
+
+def build_io(execution: Execution, state_id: StateId, attempt: int) -> IoProvider:
+    """The IO provider of one attempt. Live: a fresh transport from the factory (``make`` is
+    called once per live attempt) and facts bound through the run's writer. Replay: recorded
+    facts only, no transport built."""
+    inner: IoProvider
+    if execution.io_mode is IoMode.REPLAY:
+        inner = ReplayIo(execution.run_id, state_id, attempt, execution.store, execution.facts,
+                         execution.config.replay_missing_fact_retryable)
+    else:
+        env = LiveIoEnv(execution.store, execution.run_id, state_id, attempt)
+        inner = LiveIo(execution.run_id, state_id, attempt, execution.store, execution.facts,
+                       EngineFactRecorder(execution.writer), execution.transports.make(env))
+    return ObservedIo(inner, execution.missing_facts)

@@ -1,0 +1,76 @@
+"""The per-run event writer: the only path by which the engine appends to a run's stream.
+
+It tracks the run's head so that every append is optimistic (``expected_seq`` = the head it
+believes in). ``bind_fact`` appends its ``fact_recorded`` event at the store's head + 1 by
+itself, so the writer learns the head back from ``FactBinding.seq``. If any other writer (a
+second process resuming the same run) moves the head, the next write of this one fails with
+``ConcurrencyError`` and writes nothing: a stale writer can never interleave its events with the
+new owner's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from ..errors import CODE_CONCURRENCY, ConcurrencyError
+from ..events import Event, EventEnvelope
+from ..ids import ArtifactId, FactKey, RunId
+from ..stores import FactBinding, Store
+
+__all__ = ["RunWriter"]
+
+
+class RunWriter:
+    """Appends events for one run, in order, from one process.
+
+    Appends and fact bindings are serialised by one lock so that a binding's seq can be checked
+    against the head (concurrent IO calls inside a state stay correct).
+    """
+
+    def __init__(self, store: Store, run_id: RunId, head: int) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._head = head
+        self._lock = asyncio.Lock()
+
+    @property
+    def run_id(self) -> RunId:
+        return self._run_id
+
+    @property
+    def head(self) -> int:
+        """The last seq this writer wrote or observed."""
+        return self._head
+
+    async def append(self, events: Sequence[Event]) -> int:
+        """Append ``events`` atomically after the head; returns the new head.
+
+        Raises ``ConcurrencyError`` (nothing written) if another writer moved the head.
+        An empty sequence writes nothing.
+        """
+        if not events:
+            return self._head
+        async with self._lock:
+            envelopes = [EventEnvelope(self._run_id, self._head + i, None, e)
+                         for i, e in enumerate(events, start=1)]
+            self._head = await self._store.append(self._run_id, self._head, envelopes)
+            return self._head
+
+    async def bind_fact(self, key: FactKey, payload_id: ArtifactId) -> FactBinding:
+        """Bind a fact through the store (first writer wins) and learn the head back.
+
+        If this call inserted the binding, its ``fact_recorded`` event must sit right after
+        the head; if it does not, another writer appended in between, and this raises
+        ``ConcurrencyError`` (the binding itself stands: facts are first-writer-wins).
+        """
+        async with self._lock:
+            binding = await self._store.bind_fact(self._run_id, key, payload_id)
+            if binding.inserted:
+                if binding.seq != self._head + 1:
+                    raise ConcurrencyError(
+                        f"run {self._run_id}: another writer appended (fact event at seq "
+                        f"{binding.seq}, this writer's head was {self._head})",
+                        code=CODE_CONCURRENCY)
+                self._head = binding.seq
+            return binding
