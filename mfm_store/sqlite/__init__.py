@@ -1,5 +1,6 @@
 """The SQLite store: one file holding events, fact bindings and artifacts."""
 
-from .store import Durability, SqliteStore
+from ._verify import Problem, VerifyReport
+from .store import Durability, GcReport, SqliteStore
 
-__all__ = ["Durability", "SqliteStore"]
+__all__ = ["Durability", "GcReport", "Problem", "SqliteStore", "VerifyReport"]

@@ -41,3 +41,31 @@ ARTIFACT_INSERT = (
 )
 ARTIFACT_GET = "SELECT checksum, data FROM artifacts WHERE id = ?"
 ARTIFACT_EXISTS = "SELECT 1 FROM artifacts WHERE id = ?"
+
+VERIFY_RUNS = "SELECT run_pk, run_id, head_seq FROM runs ORDER BY run_pk"
+VERIFY_EVENTS = (
+    "SELECT run_pk, seq, checksum, body FROM events ORDER BY run_pk, seq"
+)
+VERIFY_EVENT_AT = "SELECT checksum, body FROM events WHERE run_pk = ? AND seq = ?"
+VERIFY_BINDINGS = (
+    "SELECT b.run_pk, r.run_id, b.fact_key, b.payload_id, b.seq,"
+    " EXISTS (SELECT 1 FROM artifacts WHERE id = b.payload_id)"
+    " FROM fact_bindings AS b JOIN runs AS r USING (run_pk)"
+)
+VERIFY_ARTIFACTS = "SELECT id, size, checksum, data FROM artifacts"
+QUICK_CHECK = "PRAGMA quick_check"
+
+STATS = (
+    "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM events),"
+    " (SELECT count(*) FROM fact_bindings), (SELECT count(*) FROM artifacts),"
+    " (SELECT coalesce(sum(size), 0) FROM artifacts)"
+)
+ARTIFACT_IDS = "SELECT id FROM artifacts ORDER BY id"
+ARTIFACT_META = "SELECT id, kind, size, created_ms FROM artifacts ORDER BY id"
+EVENT_BODIES = "SELECT body FROM events"
+RUN_HEADS = "SELECT run_pk, head_seq FROM runs"
+EVENT_BODIES_AFTER = "SELECT body FROM events WHERE run_pk = ? AND seq > ?"
+BINDING_PAYLOADS = "SELECT payload_id FROM fact_bindings"
+BINDING_PAYLOADS_AFTER = "SELECT payload_id FROM fact_bindings WHERE run_pk = ? AND seq > ?"
+ARTIFACT_DELETE = "DELETE FROM artifacts WHERE id = ? AND created_ms <= ?"
+BACKUP = "VACUUM INTO ?"

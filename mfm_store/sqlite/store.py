@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 import aiosqlite
+import attrs
 import xxhash
 
 from .. import _rules
@@ -32,9 +33,10 @@ from ..stores import ArtifactKind, FactBinding, RunSummary
 from . import _queries as q
 from ._errors import map_errors
 from ._schema import check_and_migrate, inspect_file
+from ._verify import VerifyReport, artifact_refs, verify_connection
 from ._writer import GroupCommitWriter
 
-__all__ = ["Durability", "SqliteStore"]
+__all__ = ["Durability", "GcReport", "SqliteStore"]
 
 Durability = Literal["full", "normal"]
 _SYNCHRONOUS = {"full": "PRAGMA synchronous = FULL", "normal": "PRAGMA synchronous = NORMAL"}
@@ -66,9 +68,10 @@ class SqliteStore:
     up to ``busy_timeout`` seconds, then get ``StorageError`` (code ``store_busy``).
     """
 
-    def __init__(self, path: Path, reader: aiosqlite.Connection,
+    def __init__(self, path: Path, uri: str, reader: aiosqlite.Connection,
                  writer: GroupCommitWriter | None) -> None:
         self._path = path
+        self._uri = uri
         self._reader = reader
         self._writer = writer
         self._closed = False
@@ -108,7 +111,7 @@ class SqliteStore:
             raise
         writer = None if writer_conn is None else GroupCommitWriter(
             writer_conn, str(path), timeout_ms)
-        return cls(path, reader, writer)
+        return cls(path, uri, reader, writer)
 
     @property
     def path(self) -> Path:
@@ -321,6 +324,125 @@ class SqliteStore:
     async def facts(self, run_id: RunId) -> dict[FactKey, ArtifactId]:
         rows = await self._fetchall(q.BINDINGS_OF_RUN, (str(run_id),))
         return {key: ArtifactId(pid) for key, pid in rows}
+
+
+    # maintenance: each runs on its own connection in a worker thread
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        if self._closed:
+            raise StorageError(f"{self._path}: store is closed", code=CODE_STORE_CLOSED)
+        return await asyncio.to_thread(_with_connection, self._uri, str(self._path), fn, *args)
+
+    async def verify(self) -> VerifyReport:
+        """Check every checksum, hash, seq, head, binding and artifact reference.
+
+        Reports every problem found (never stops at the first); reads only.
+        """
+        result: VerifyReport = await self._in_thread(verify_connection, checksum)
+        return result
+
+    async def backup(self, dest: str | os.PathLike[str]) -> Path:
+        """Write a consistent, compacted copy to ``dest`` while writers continue.
+
+        The copy is a self-contained file (rollback journal, no ``-wal``), ready to be opened
+        read-only elsewhere. Raises ``StorageError`` if ``dest`` exists.
+        """
+        target = Path(dest)
+        if target.exists():
+            raise StorageError(f"{target}: backup destination already exists")
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(q.BACKUP, (str(target),))
+
+        await self._in_thread(run)
+        with target.open("rb+") as f:
+            os.fsync(f.fileno())
+        return target
+
+    async def stats(self) -> dict[str, int]:
+        """Counts of runs, events, bindings, artifacts; artifact and file bytes."""
+        (runs, events, bindings, artifacts, artifact_bytes), = await self._fetchall(q.STATS, ())
+        size = self._path.stat().st_size
+        wal = Path(f"{self._path}-wal")
+        return {"runs": runs, "events": events, "fact_bindings": bindings,
+                "artifacts": artifacts, "artifact_bytes": artifact_bytes, "file_bytes": size,
+                "wal_bytes": wal.stat().st_size if wal.exists() else 0}
+
+    async def iter_artifacts(self) -> AsyncIterator[tuple[ArtifactId, ArtifactKind, bytes]]:
+        """Every artifact as ``(id, kind, bytes)``, in id order, one at a time (checked)."""
+        for aid, kind, _size, _created in await self._fetchall(q.ARTIFACT_META, ()):
+            yield ArtifactId(aid), ArtifactKind.parse(kind), await self.get(aid)
+
+    async def gc(self, *, apply: bool = False, min_age_seconds: float = 3600.0) -> GcReport:
+        """Find (and with ``apply=True`` delete) artifacts that no run references.
+
+        Referenced: fact binding payloads and every artifact a kernel event or a domain
+        event's ``payload_ref`` names. Artifacts younger than ``min_age_seconds`` are kept, so
+        that a payload put just before its binding is never collected. The scan runs without
+        blocking writers; the delete re-checks, in its write transaction, everything written
+        since the scan.
+        """
+        cutoff = _rules.now_millis() - int(min_age_seconds * 1000)
+        found, heads = await self._in_thread(_unreferenced, cutoff)
+        candidates: dict[str, int] = dict(found)
+        if apply and candidates:
+
+            def op(conn: sqlite3.Connection) -> None:
+                for pk, head in conn.execute(q.RUN_HEADS).fetchall():
+                    since = heads.get(pk, 0)
+                    if head > since:
+                        for ref in _refs(conn, q.EVENT_BODIES_AFTER, q.BINDING_PAYLOADS_AFTER,
+                                         (pk, since)):
+                            candidates.pop(ref, None)
+                conn.executemany(q.ARTIFACT_DELETE, [(aid, cutoff) for aid in candidates])
+
+            await self._write(op)
+        return GcReport(artifacts=sorted(ArtifactId(a) for a in candidates),
+                        bytes=sum(candidates.values()), applied=apply)
+
+
+@attrs.frozen
+class GcReport:
+    """Artifacts no run references (deleted if ``applied``)."""
+
+    artifacts: list[ArtifactId]
+    bytes: int
+    applied: bool
+
+
+def _with_connection(uri: str, where: str, fn: Any, *args: Any) -> Any:
+    with map_errors(where):
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.close()
+
+
+def _refs(conn: sqlite3.Connection, events_sql: str, bindings_sql: str,
+          params: tuple[Any, ...]) -> set[str]:
+    referenced = {row[0] for row in conn.execute(bindings_sql, params)}
+    for (body,) in conn.execute(events_sql, params):
+        try:
+            referenced.update(artifact_refs(decode_event(body)))
+        except Exception as exc:
+            raise CorruptionError(
+                f"an event cannot be decoded ({exc}); run verify before gc") from exc
+    return referenced
+
+
+def _unreferenced(conn: sqlite3.Connection,
+                  cutoff: int) -> tuple[list[tuple[str, int]], dict[int, int]]:
+    """One read snapshot: unreferenced artifacts older than ``cutoff``, and each run's head."""
+    conn.execute("BEGIN")
+    try:
+        heads = dict(conn.execute(q.RUN_HEADS).fetchall())
+        referenced = _refs(conn, q.EVENT_BODIES, q.BINDING_PAYLOADS, ())
+        found = [(aid, size) for aid, _kind, size, created in conn.execute(q.ARTIFACT_META)
+                 if aid not in referenced and created <= cutoff]
+    finally:
+        conn.execute("COMMIT")
+    return found, heads
 
 
 class _Opening:

@@ -1,0 +1,320 @@
+"""SqliteStore beyond the shared contract: the file, durability, integrity, read-only, backup."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mfm_store import (
+    ArtifactKind,
+    CorruptionError,
+    DomainEvent,
+    EventEnvelope,
+    RunId,
+    RunStarted,
+    StorageError,
+)
+from mfm_store.sqlite import SqliteStore
+from mfm_store.sqlite._schema import APPLICATION_ID, LATEST_VERSION
+
+
+def tick(run: RunId, seq: int, text: str = "tick") -> EventEnvelope:
+    return EventEnvelope(run, seq, None, DomainEvent("tick", {"text": text, "seq": seq}))
+
+
+async def fill(path: Path, events: int = 20) -> RunId:
+    run = RunId.new()
+    async with SqliteStore.open(path) as store:
+        await store.append(run, 0, [tick(run, s) for s in range(1, events + 1)])
+    return run
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
+    return {p.name: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(folder.iterdir())}
+
+
+async def test_new_file_records_schema_version_and_application_id(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    await fill(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"runs", "events", "fact_bindings", "artifacts"} <= tables
+    conn.close()
+
+
+async def test_acknowledged_append_is_visible_to_another_connection(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    run = RunId.new()
+    async with SqliteStore.open(path) as store:
+        await store.append(run, 0, [tick(run, 1), tick(run, 2)])
+        aid = await store.put(ArtifactKind.OUTPUT, b"bytes")
+        other = sqlite3.connect(path)
+        assert other.execute("SELECT head_seq FROM runs WHERE run_id = ?",
+                             (str(run),)).fetchone() == (2,)
+        assert other.execute("SELECT count(*) FROM event_log WHERE run_id = ?",
+                             (str(run),)).fetchone() == (2,)
+        assert other.execute("SELECT data FROM artifacts WHERE id = ?", (aid,)).fetchone() == (
+            b"bytes",)
+        other.close()
+
+
+async def test_events_and_bindings_are_append_only(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    run = RunId.new()
+    async with SqliteStore.open(path) as store:
+        pid = await store.put(ArtifactKind.FACT_PAYLOAD, b"1")
+        await store.bind_fact(run, "k", pid)
+    conn = sqlite3.connect(path)
+    for sql in ("UPDATE events SET ts_millis = 1", "DELETE FROM events",
+                "UPDATE fact_bindings SET payload_id = 'x'", "DELETE FROM fact_bindings"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute(sql)
+    conn.close()
+
+
+async def test_foreign_text_file_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("hello, I am not a database\n" * 10)
+    before = path.read_bytes()
+    with pytest.raises(StorageError) as err:
+        await SqliteStore.open(path)
+    assert err.value.info.code == "not_an_mfm_store"
+    assert str(path) in str(err.value)
+    assert path.read_bytes() == before
+
+
+async def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE customers (id INTEGER)")
+    conn.commit()
+    conn.close()
+    for read_only in (False, True):
+        with pytest.raises(StorageError) as err:
+            await SqliteStore.open(path, read_only=read_only)
+        assert err.value.info.code == "not_an_mfm_store"
+        assert str(path) in str(err.value)
+
+
+async def test_newer_schema_is_refused_naming_both_versions(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    await fill(path)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StorageError) as err:
+        await SqliteStore.open(path)
+    assert err.value.info.code == "schema_too_new"
+    message = str(err.value)
+    assert str(path) in message and "99" in message and str(LATEST_VERSION) in message
+
+
+async def test_truncated_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cut.db"
+    run = RunId.new()
+    async with SqliteStore.open(path) as store:
+        await store.append(run, 0, [tick(run, s, "x" * 500) for s in range(1, 200)])
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.truncate(size // 2)
+    with pytest.raises(CorruptionError) as err:
+        await SqliteStore.open(path)
+    assert str(path) in str(err.value)
+
+
+async def test_missing_file_in_read_only_mode(tmp_path: Path) -> None:
+    path = tmp_path / "absent.db"
+    with pytest.raises(StorageError) as err:
+        await SqliteStore.open(path, read_only=True)
+    assert err.value.info.code == "store_not_found"
+    assert not path.exists()
+
+
+def flip_byte_after(path: Path, marker: bytes) -> None:
+    data = bytearray(path.read_bytes())
+    at = data.find(marker)
+    assert at >= 0, "marker not found in the file"
+    data[at + len(marker) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+async def test_flipped_artifact_byte_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with SqliteStore.open(path) as store:
+        aid = await store.put(ArtifactKind.OUTPUT, b"ARTIFACT-MARKER-" * 64)
+        keep = await store.put(ArtifactKind.OUTPUT, b"healthy")
+    flip_byte_after(path, b"ARTIFACT-MARKER-" * 8)
+    async with SqliteStore.open(path) as store:
+        with pytest.raises(CorruptionError) as err:
+            await store.get(aid)
+        assert aid in str(err.value)
+        assert await store.get(keep) == b"healthy"
+        report = await store.verify()
+    assert not report.ok
+    kinds = {(p.kind, p.artifact_id) for p in report.problems}
+    assert ("artifact_checksum", aid) in kinds and ("artifact_hash", aid) in kinds
+    assert aid in str(report)
+
+
+async def test_flipped_event_byte_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    run = RunId.new()
+    async with SqliteStore.open(path) as store:
+        await store.append(run, 0, [tick(run, 1), tick(run, 2, "EVENT-MARKER-" * 8),
+                                    tick(run, 3)])
+    flip_byte_after(path, b"EVENT-MARKER-" * 4)
+    async with SqliteStore.open(path) as store:
+        assert [e.seq for e in await store.read_range(run, 3)] == [3]
+        with pytest.raises(CorruptionError) as err:
+            await store.read_range(run)
+        assert str(run) in str(err.value) and "event 2" in str(err.value)
+        report = await store.verify()
+    assert [(p.kind, p.run_id, p.seq) for p in report.problems] == [
+        ("event_checksum", str(run), 2)]
+
+
+async def test_verify_reports_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    run, other = RunId.new(), RunId.new()
+    missing = "e" * 64
+    async with SqliteStore.open(path) as store:
+        await store.append(run, 0, [EventEnvelope(run, 1, None, RunStarted("op", missing,
+                                                                            missing))])
+        await store.append(other, 0, [tick(other, 1), tick(other, 2)])
+        assert (await store.verify()).problems != []
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE runs SET head_seq = 7 WHERE run_id = ?", (str(other),))
+    conn.commit()
+    conn.close()
+    async with SqliteStore.open(path) as store:
+        report = await store.verify()
+    found = sorted((p.kind, p.run_id) for p in report.problems)
+    assert found == [("head_mismatch", str(other)), ("missing_artifact", str(run)),
+                     ("missing_artifact", str(run))]
+
+
+async def test_verify_is_clean_on_a_healthy_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    run = RunId.new()
+    async with SqliteStore.open(path) as store:
+        pid = await store.put(ArtifactKind.FACT_PAYLOAD, b'{"n":1}')
+        await store.append(run, 0, [tick(run, 1)])
+        await store.bind_fact(run, "k", pid)
+        report = await store.verify()
+    assert report.ok, str(report)
+    assert (report.runs, report.events, report.bindings, report.artifacts) == (1, 2, 1, 1)
+
+
+async def test_read_only_copy_is_never_written(tmp_path: Path) -> None:
+    source = tmp_path / "live.db"
+    run = await fill(source)
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    shutil.copy(source, folder / "copy.db")
+    before = snapshot(folder)
+    async with SqliteStore.open(folder / "copy.db", read_only=True) as store:
+        assert store.read_only
+        assert len(await store.read_range(run)) == 20
+        assert (await store.verify()).ok
+        for write in (store.append(run, 20, [tick(run, 21)]),
+                      store.put(ArtifactKind.OUTPUT, b"x")):
+            with pytest.raises(StorageError) as err:
+                await write
+            assert err.value.info.code == "store_read_only"
+    assert snapshot(folder) == before
+
+
+async def test_backup_while_writers_continue(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    run = await fill(path, events=100)
+    stop = asyncio.Event()
+    async with SqliteStore.open(path) as store:
+
+        async def keep_writing() -> int:
+            head = 100
+            while not stop.is_set():
+                head = await store.append(run, head, [tick(run, head + 1)])
+                await asyncio.sleep(0)
+            return head
+
+        writer = asyncio.create_task(keep_writing())
+        dest = await store.backup(tmp_path / "backup.db")
+        stop.set()
+        final_head = await writer
+        with pytest.raises(StorageError):
+            await store.backup(dest)
+    assert not Path(f"{dest}-wal").exists()
+    folder_before = snapshot(tmp_path)
+    async with SqliteStore.open(dest, read_only=True) as copy:
+        copied = await copy.read_range(run)
+        assert (await copy.verify()).ok
+    assert 100 <= len(copied) <= final_head
+    assert [e.seq for e in copied] == list(range(1, len(copied) + 1))
+    assert snapshot(tmp_path) == folder_before
+
+
+async def test_gc_dry_run_deletes_nothing_and_apply_keeps_references(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    run = RunId.new()
+    async with SqliteStore.open(path) as store:
+        bound = await store.put(ArtifactKind.FACT_PAYLOAD, b"bound")
+        ref = await store.put(ArtifactKind.MANIFEST, b"manifest")
+        orphan = await store.put(ArtifactKind.OUTPUT, b"orphan")
+        await store.bind_fact(run, "k", bound)
+        await store.append(run, 1, [EventEnvelope(run, 2, None, RunStarted("op", ref, ref))])
+        assert (await store.gc()).artifacts == []  # everything is younger than an hour
+        dry = await store.gc(min_age_seconds=0)
+        assert dry.artifacts == [orphan] and dry.bytes == 6 and not dry.applied
+        assert await store.exists(orphan)
+        done = await store.gc(apply=True, min_age_seconds=0)
+        assert done.artifacts == [orphan] and done.applied
+        assert not await store.exists(orphan)
+        assert await store.exists(bound) and await store.exists(ref)
+        assert (await store.verify()).ok
+
+
+async def test_one_failing_write_in_a_batch_does_not_affect_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    runs = [RunId.new() for _ in range(10)]
+    async with SqliteStore.open(path) as store:
+        await store.append(runs[0], 0, [tick(runs[0], 1)])
+        results = await asyncio.gather(
+            *(store.append(r, 0, [tick(r, 1)]) for r in runs), return_exceptions=True)
+        assert isinstance(results[0], StorageError)
+        assert results[1:] == [1] * 9
+        assert [await store.head_seq(r) for r in runs] == [1] * 10
+
+
+async def test_iter_events_pages_through_a_long_run(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    run = RunId.new()
+    async with SqliteStore.open(path, durability="normal") as store:
+        for start in range(1, 5001, 1000):
+            await store.append(run, start - 1, [tick(run, s) for s in range(start, start + 1000)])
+        seqs = [e.seq async for e in store.iter_events(run, page_size=333)]
+        assert seqs == list(range(1, 5001))
+        stats = await store.stats()
+        assert stats["events"] == 5000 and stats["runs"] == 1
+
+
+async def test_unclosed_store_warns(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "s.db")
+    with pytest.warns(ResourceWarning):
+        store.__del__()
+    await store.close()
+
+
+async def test_durability_argument_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        SqliteStore.open(tmp_path / "s.db", durability="sometimes")  # type: ignore[arg-type]
+    assert not os.path.exists(tmp_path / "s.db")
