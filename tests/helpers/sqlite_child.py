@@ -50,8 +50,10 @@ async def race(path: str, run: RunId, keys: int, worker: int) -> None:
                 head = await store.append(own, head, [env])
 
         await asyncio.gather(*(bind(k) for k in range(keys)), append_own(50))
-        won = sum(1 for k in range(keys)
-                  if json.loads(await store.get(results[f"key-{k}"]))["worker"] == worker)
+        won = 0
+        for k in range(keys):
+            winner = json.loads(await store.get(results[f"key-{k}"]))
+            won += winner["worker"] == worker
         print(json.dumps({"worker": worker, "own_run": str(own), "results": results,
                           "won": won}), flush=True)
 
