@@ -14,6 +14,7 @@ from mfm_store import (
     RunStarted,
     StateEntered,
     Store,
+    TransportError,
     canonical_json_bytes,
 )
 from mfm_store.engine.manifest import RunManifest, manifest_bytes
@@ -27,10 +28,11 @@ S3 = "machine.main.s3"
 class CountingFactory:
     """A transport factory that counts ``make`` and ``call`` and answers ``{"n": calls}``."""
 
-    def __init__(self, group: str = "test", answer: Any = None) -> None:
+    def __init__(self, group: str = "test", answer: Any = None, fail_first: int = 0) -> None:
         self.namespace_group = group
         self.makes = 0
         self.calls = 0
+        self.failures_left = fail_first
         self._answer = answer
 
     def make(self, env: LiveIoEnv) -> LiveIoTransport:
@@ -43,6 +45,9 @@ class _CountingTransport:
         self._factory = factory
 
     async def call(self, call: IoCall) -> Any:
+        if self._factory.failures_left:
+            self._factory.failures_left -= 1
+            raise TransportError("upstream unavailable", retryable=True)
         n = self._factory.calls
         self._factory.calls += 1
         return {"n": n} if self._factory._answer is None else self._factory._answer

@@ -15,8 +15,10 @@ from .manifest import (
     RunConfig,
     RunManifest,
 )
+from .overlay import OverlayStore
 from .plan import ExecutionPlan, PlanState, StateHandler
 from .recorder import EventRecorder
+from .replay import ReplayOutcome, ReplayReport, replay, replay_store
 from .runner import RunResult, resume, start
 
 __all__ = [
@@ -33,7 +35,10 @@ __all__ = [
     "FixedBackoff",
     "InvalidPlanError",
     "IoMode",
+    "OverlayStore",
     "PlanState",
+    "ReplayOutcome",
+    "ReplayReport",
     "RetryPolicy",
     "RunConfig",
     "RunError",
@@ -41,6 +46,8 @@ __all__ = [
     "RunResult",
     "StateFailure",
     "StateHandler",
+    "replay",
+    "replay_store",
     "resume",
     "start",
 ]
