@@ -8,6 +8,7 @@ CBOR (:func:`encode_event`, :func:`decode_event`).
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any, ClassVar, TypeAlias
 
 import attrs
@@ -233,8 +234,42 @@ class EventEnvelope:
         return cls(RunId.parse(run_id), seq, ts, event_from_json(event))
 
 
+def check_json_value(value: Any, where: str = "payload") -> None:
+    """Raise ``ValueError`` unless ``value`` is JSON the Rust crate can read back.
+
+    Allowed: dict with str keys, list, str, bool, None, int within i64/u64, finite float.
+    """
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if v is None or isinstance(v, str | bool):
+            continue
+        if isinstance(v, int):
+            if not -(2**63) <= v <= 2**64 - 1:
+                raise ValueError(f"{where}: integer out of i64/u64 range: {v}")
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise ValueError(f"{where}: non-finite float: {v}")
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                if not isinstance(k, str):
+                    raise ValueError(f"{where}: object key is not a string: {k!r}")
+                stack.append(item)
+        else:
+            raise ValueError(f"{where}: not a JSON value: {type(v).__name__}")
+
+
 def encode_event(event: Event) -> bytes:
-    """CBOR of the event's interchange form: what the stores keep as the event body."""
+    """CBOR of the event's interchange form: what the stores keep as the event body.
+
+    Raises ``ValueError`` if a domain payload or error details are not JSON.
+    """
+    if isinstance(event, DomainEvent):
+        check_json_value(event.payload)
+    elif isinstance(event, StateFailed):
+        check_json_value(event.error.info.details, "error details")
     return cbor2.dumps(event.to_json())
 
 

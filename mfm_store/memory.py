@@ -12,12 +12,13 @@ from . import _rules
 from .canonical import artifact_id_for_bytes
 from .errors import (
     CODE_CONCURRENCY,
+    CODE_INVALID_ENVELOPES,
     CODE_STORE_CLOSED,
     ConcurrencyError,
     NotFoundError,
     StorageError,
 )
-from .events import EventEnvelope
+from .events import EventEnvelope, decode_event, encode_event
 from .ids import ArtifactId, FactKey, OpId, RunId
 from .stores import ArtifactKind, FactBinding, RunSummary
 
@@ -32,6 +33,15 @@ class _Run:
     status: str = _rules.STATUS_RUNNING
     created: int = attrs.Factory(_rules.now_millis)
     updated: int = 0
+
+
+def _stored_copy(env: EventEnvelope) -> EventEnvelope:
+    try:
+        event = decode_event(encode_event(env.event))
+    except Exception as exc:
+        raise StorageError(f"event {env.seq} of run {env.run_id} cannot be encoded: {exc}",
+                           code=CODE_INVALID_ENVELOPES) from exc
+    return EventEnvelope(env.run_id, env.seq, env.ts_millis, event)
 
 
 class MemoryStore:
@@ -73,6 +83,9 @@ class MemoryStore:
         self._check_open()
         envelopes = list(envelopes)
         _rules.check_envelopes(run_id, expected_seq, envelopes)
+        # Keep what SQLite keeps: a decoded copy of the stored CBOR, so that a caller mutating
+        # its payloads later cannot change the stream, and unencodable payloads fail the same.
+        envelopes = [_stored_copy(env) for env in envelopes]
         async with self._lock:
             run = self._runs.get(run_id)
             head = len(run.events) if run else 0

@@ -276,3 +276,22 @@ async def test_store_is_an_async_context_manager(store: Store) -> None:
     with pytest.raises(StorageError):
         await store.head_seq(RunId.new())
     await store.close()  # idempotent
+
+
+async def test_unencodable_payload_is_refused_with_nothing_written(store: Store) -> None:
+    run = RunId.new()
+    bad = EventEnvelope(run, 1, None, DomainEvent("x", {"not json": {1, 2}}))
+    with pytest.raises(StorageError) as err:
+        await store.append(run, 0, [bad])
+    assert err.value.info.code == "invalid_envelopes"
+    assert await store.head_seq(run) == 0
+
+
+async def test_stored_events_do_not_alias_caller_payloads(store: Store) -> None:
+    run = RunId.new()
+    payload = {"list": [1, 2]}
+    await store.append(run, 0, [EventEnvelope(run, 1, None, DomainEvent("x", payload))])
+    payload["list"].append(3)
+    (stored,) = await store.read_range(run)
+    assert isinstance(stored.event, DomainEvent)
+    assert stored.event.payload == {"list": [1, 2]}

@@ -128,7 +128,7 @@ def test_malformed_events_rejected(bad: Any) -> None:
 _text = st.text(max_size=10)
 _payload = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats(allow_nan=False) | _text,
+    | st.floats(allow_nan=False, allow_infinity=False) | _text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
     max_leaves=20,
 )
@@ -152,9 +152,16 @@ def test_cbor_round_trip(event: Any) -> None:
     assert decode_event(encode_event(event)) == event
 
 
-@given(st.floats(allow_nan=False))
+@given(st.floats(allow_nan=False, allow_infinity=False))
 def test_float_payloads_round_trip_bit_exact(f: float) -> None:
     back = decode_event(encode_event(DomainEvent("n", [f])))
     assert isinstance(back, DomainEvent)
     assert math.copysign(1, back.payload[0]) == math.copysign(1, f)
     assert back.payload[0] == f
+
+
+@pytest.mark.parametrize("payload", [float("nan"), float("inf"), {1: "a"}, {"s": {1}},
+                                     (1, 2), b"bytes", 2**64, -(2**63) - 1])
+def test_non_json_payloads_cannot_be_encoded(payload: Any) -> None:
+    with pytest.raises(ValueError):
+        encode_event(DomainEvent("n", payload))
