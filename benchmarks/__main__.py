@@ -1,0 +1,122 @@
+"""``python -m benchmarks``: run the scenarios, print a summary, write the reports.
+
+Examples::
+
+    python -m benchmarks                       # full run, a few minutes
+    python -m benchmarks --quick               # about a minute
+    python -m benchmarks --only append_seq,facts --rounds 9
+    python -m benchmarks --smoke --out /tmp/b  # seconds; checks the harness, not the figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from . import report
+from .chart import concurrency_chart
+from .machine import describe, load_average
+from .peers import peer_statuses
+from .profiles import PROFILES
+from .results import ScenarioResult
+from .scenarios import SCENARIOS, select
+from .workload import Context
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="about a minute in all")
+    mode.add_argument("--smoke", action="store_true",
+                      help="a few seconds: checks that the harness works (figures meaningless)")
+    p.add_argument("--only", metavar="A,B", help=f"scenarios to run: {', '.join(SCENARIOS)}")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="folder for report.md, results.json, concurrency.png "
+                        "(default: benchmarks/results/)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds per scenario")
+    p.add_argument("--workdir", type=Path,
+                   help="where the database files go (default: a temporary folder inside "
+                        "--out, so the files sit on the same filesystem as the results)")
+    p.add_argument("--no-peers", action="store_true", help="skip eventsourcing and DBOS")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    return p
+
+
+async def _run_all(ctx: Context, only: str | None) -> list[ScenarioResult]:
+    results = []
+    for scenario in select(only):
+        print(f"[{scenario.id}] {scenario.title} ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        try:
+            result = await scenario.run(ctx)
+        except Exception:
+            result = ScenarioResult(scenario.id, scenario.title, "", error=traceback.format_exc())
+            print(result.error, file=sys.stderr)
+        result.seconds = time.perf_counter() - start
+        print(f"[{scenario.id}] done in {result.seconds:.1f} s", file=sys.stderr, flush=True)
+        results.append(result)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.list:
+        for s in SCENARIOS.values():
+            print(f"{s.id:20} {s.title}")
+        return 0
+    try:
+        select(args.only)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    if args.rounds:
+        from dataclasses import replace
+
+        profile = replace(profile, rounds=args.rounds)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix=".work-", dir=out))
+    workdir.mkdir(parents=True, exist_ok=True)
+    peers = peer_statuses()
+    ctx = Context(profile, workdir, peers, use_peers=not args.no_peers)
+    meta = {"mode": profile.name, "rounds": profile.rounds, "warmup": profile.warmup,
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "argv": sys.argv[1:] if argv is None else argv, "use_peers": not args.no_peers,
+            "load_before": load_average()}
+    machine = describe(workdir)
+    start = time.perf_counter()
+    try:
+        results = asyncio.run(_run_all(ctx, args.only))
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    meta["seconds"] = time.perf_counter() - start
+    meta["load_after"] = load_average()
+    chart = concurrency_chart(results, out / "concurrency.png")
+    meta["chart"] = chart.name if chart else None
+    report.write_json(out / "results.json", report.build_json(meta, machine, peers, results))
+    report.write_markdown(out / "report.md", meta, machine, peers, results, chart)
+    print(report.summary_table(results))
+    skipped = [f"{n}: {p.reason}" for n, p in peers.items() if not p.available]
+    if args.no_peers:
+        skipped = ["eventsourcing, dbos: --no-peers"]
+    for line in skipped:
+        print(f"peer skipped — {line}")
+    print(f"report: {out / 'report.md'}")
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
