@@ -21,6 +21,7 @@ _OP_ID_RE = re.compile(rf"{_OP_ID}\Z")
 _OP_PATH_RE = re.compile(rf"{_OP_ID}\.{_OP_ID}\Z")
 _STATE_ID_RE = re.compile(rf"{_OP_ID}\.{_OP_ID}\.{_OP_ID}\Z")
 _ARTIFACT_ID_RE = re.compile(r"[0-9a-f]{64}\Z")
+_SEEN_MAX = 4096
 
 
 @attrs.frozen(order=True)
@@ -49,13 +50,27 @@ class RunId:
 class _ValidatedStr(str):
     _kind = ""
     _pattern: re.Pattern[str]
+    # Decoding a stream meets the same ids again and again; remembering the validated
+    # instances makes that a dict lookup. Bounded: cleared when full.
+    _seen: dict[str, Self]
+
+    def __init_subclass__(cls) -> None:
+        cls._seen = {}
 
     def __new__(cls, value: object) -> Self:
         if type(value) is cls:
             return value
+        if isinstance(value, str):
+            seen = cls._seen.get(value)
+            if seen is not None:
+                return seen
         if not isinstance(value, str) or cls._pattern.match(value) is None:
             raise IdValidationError(cls._kind, value)
-        return super().__new__(cls, value)
+        made = super().__new__(cls, value)
+        if len(cls._seen) >= _SEEN_MAX:
+            cls._seen.clear()
+        cls._seen[str(value)] = made
+        return made
 
 
 class OpId(_ValidatedStr):

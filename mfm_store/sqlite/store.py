@@ -236,11 +236,15 @@ class SqliteStore:
 
     async def read_range(self, run_id: RunId, from_seq: int = 1,
                          to_seq: int | None = None) -> list[EventEnvelope]:
-        return [e async for e in self.iter_events(run_id, from_seq, to_seq, page_size=-1)]
+        stop = _I64 - 1 if to_seq is None else to_seq
+        rows = await self._fetchall(q.EVENT_RANGE, (str(run_id), max(from_seq, 1), stop, -1))
+        return [self._decode(run_id, row) for row in rows]
 
     async def iter_events(self, run_id: RunId, from_seq: int = 1, to_seq: int | None = None,
                           *, page_size: int = 1000) -> AsyncIterator[EventEnvelope]:
-        """Stream events in pages of ``page_size`` (``-1``: one page), bounded memory."""
+        """Stream events in pages of ``page_size`` rows: memory stays bounded by one page."""
+        if page_size < 1:
+            raise ValueError(f"page_size must be positive, not {page_size}")
         start = max(from_seq, 1)
         stop = _I64 - 1 if to_seq is None else to_seq
         rid = str(run_id)
@@ -248,7 +252,7 @@ class SqliteStore:
             rows = await self._fetchall(q.EVENT_RANGE, (rid, start, stop, page_size))
             for row in rows:
                 yield self._decode(run_id, row)
-            if page_size < 0 or len(rows) < page_size:
+            if len(rows) < page_size:
                 return
             start = rows[-1][0] + 1
 
