@@ -60,11 +60,18 @@ class RunWriter:
     async def bind_fact(self, key: FactKey, payload_id: ArtifactId) -> FactBinding:
         """Bind a fact through the store (first writer wins) and learn the head back.
 
-        If this call inserted the binding, its ``fact_recorded`` event must sit right after
-        the head; if it does not, another writer appended in between, and this raises
-        ``ConcurrencyError`` (the binding itself stands: facts are first-writer-wins).
+        Raises ``ConcurrencyError`` without binding if the stored head is no longer this
+        writer's (a stale writer must not add facts after the new owner's events). The store's
+        ``bind_fact`` takes no expected seq, so a writer moving the head between that check and
+        the binding is caught afterwards: the inserted binding's event must sit right after the
+        head, else this raises ``ConcurrencyError`` (the binding stands: first writer wins).
         """
         async with self._lock:
+            head = await self._store.head_seq(self._run_id)
+            if head != self._head:
+                raise ConcurrencyError(
+                    f"run {self._run_id}: another writer appended (head is {head}, this "
+                    f"writer's head was {self._head})", code=CODE_CONCURRENCY)
             binding = await self._store.bind_fact(self._run_id, key, payload_id)
             if binding.inserted:
                 if binding.seq != self._head + 1:
