@@ -31,7 +31,7 @@ def check_envelopes(run_id: RunId, expected_seq: int, envelopes: Sequence[EventE
     for offset, env in enumerate(envelopes, start=1):
         if not isinstance(env, EventEnvelope):
             raise StorageError(f"not an EventEnvelope: {env!r}", code=CODE_INVALID_ENVELOPES)
-        if env.run_id != run_id:
+        if env.run_id is not run_id and env.run_id != run_id:
             raise StorageError(f"envelope run_id {env.run_id} is not {run_id}",
                                code=CODE_INVALID_ENVELOPES)
         if env.seq != expected_seq + offset:

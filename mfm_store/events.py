@@ -239,26 +239,38 @@ def check_json_value(value: Any, where: str = "payload") -> None:
 
     Allowed: dict with str keys, list, str, bool, None, int within i64/u64, finite float.
     """
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if v is None or isinstance(v, str | bool):
-            continue
-        if isinstance(v, int):
-            if not -(2**63) <= v <= 2**64 - 1:
-                raise ValueError(f"{where}: integer out of i64/u64 range: {v}")
-        elif isinstance(v, float):
-            if not math.isfinite(v):
-                raise ValueError(f"{where}: non-finite float: {v}")
-        elif isinstance(v, list):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            for k, item in v.items():
-                if not isinstance(k, str):
-                    raise ValueError(f"{where}: object key is not a string: {k!r}")
-                stack.append(item)
-        else:
-            raise ValueError(f"{where}: not a JSON value: {type(v).__name__}")
+    try:
+        _check_json(value)
+    except RecursionError:
+        raise ValueError(f"{where}: nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _check_json(v: Any) -> None:
+    t = type(v)
+    if t is str or t is bool or v is None:
+        return
+    if t is int:
+        if not -(2**63) <= v <= 2**64 - 1:
+            raise ValueError(f"integer out of i64/u64 range: {v}")
+    elif t is dict:
+        for k, item in v.items():
+            if type(k) is not str and not isinstance(k, str):
+                raise ValueError(f"object key is not a string: {k!r}")
+            _check_json(item)
+    elif t is list:
+        for item in v:
+            _check_json(item)
+    elif t is float:
+        if not math.isfinite(v):
+            raise ValueError(f"non-finite float: {v}")
+    elif isinstance(v, str):  # subclasses such as ArtifactId
+        return
+    elif isinstance(v, int) and not isinstance(v, bool):
+        _check_json(int(v))
+    else:
+        raise ValueError(f"not a JSON value: {t.__name__}")
 
 
 def encode_event(event: Event) -> bytes:

@@ -29,6 +29,10 @@ class RunId:
     """A run's id: a UUID; ``str()`` is the lowercase hyphenated form."""
 
     value: uuid.UUID
+    _text: str = attrs.field(init=False, eq=False, order=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_text", str(self.value))
 
     @classmethod
     def new(cls) -> RunId:
@@ -44,7 +48,7 @@ class RunId:
             raise IdValidationError("run_id", text) from None
 
     def __str__(self) -> str:
-        return str(self.value)
+        return self._text
 
 
 class _ValidatedStr(str):

@@ -110,12 +110,13 @@ class GroupCommitWriter:
 
     async def run(self, op: Op) -> Any:
         """Run ``op`` in the next batch; return its result after COMMIT, or raise its error."""
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((op, fut))
         if not (self._leading or self._scheduled or self._on_thread):
             self._leading = True
             try:
-                if _others_ready():
+                if _others_ready(loop):
                     await asyncio.sleep(0)  # let the other ready tasks join this batch
             finally:
                 self._leading = False
@@ -126,8 +127,12 @@ class GroupCommitWriter:
         self._scheduled = False
         if self._on_thread:
             return
-        batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-        batch = [entry for entry in batch if not entry[1].done()]
+        if len(self._pending) <= _MAX_BATCH:
+            batch, self._pending = self._pending, []
+        else:
+            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+        if any(fut.done() for _, fut in batch):  # cancelled callers are not written
+            batch = [entry for entry in batch if not entry[1].done()]
         if batch:
             ops = [op for op, _ in batch]
             try:
@@ -170,13 +175,13 @@ class GroupCommitWriter:
         self._conn.close()
 
 
-def _others_ready() -> bool:
+def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether other callbacks wait in this loop turn (and might join the batch).
 
     Reads CPython's ready queue when it is there (a lone writer then skips one loop turn);
     any other loop is assumed busy, which only costs that turn.
     """
-    ready = getattr(asyncio.get_running_loop(), "_ready", None)
+    ready = getattr(loop, "_ready", None)
     return ready is None or len(ready) > 0
 
 

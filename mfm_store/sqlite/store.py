@@ -27,7 +27,7 @@ from ..errors import (
     NotFoundError,
     StorageError,
 )
-from ..events import DomainEvent, Event, EventEnvelope, decode_event, encode_event
+from ..events import DomainEvent, EventEnvelope, decode_event, encode_event
 from ..ids import ArtifactId, FactKey, OpId, RunId
 from ..stores import ArtifactKind, FactBinding, RunSummary
 from . import _queries as q
@@ -47,12 +47,6 @@ def checksum(data: bytes, seed: int = 0) -> int:
     """xxh3-64 of ``data`` as a signed 64-bit integer (SQLite's INTEGER range)."""
     value: int = xxhash.xxh3_64_intdigest(data, seed)
     return value - (1 << 64) if value >= _I64 else value
-
-
-def _kind_of(event: Event) -> tuple[str, str | None]:
-    if isinstance(event, DomainEvent):
-        return "Domain", event.name
-    return type(event).__name__, None
 
 
 class SqliteStore:
@@ -174,22 +168,27 @@ class SqliteStore:
         op_id: str | None = None
         status: str | None = None
         for env in envelopes:
+            event = env.event
             try:
-                body = encode_event(env.event)
+                body = encode_event(event)
             except Exception as exc:
                 raise StorageError(f"event {env.seq} of run {run_id} cannot be encoded: {exc}",
                                    code=CODE_INVALID_ENVELOPES) from exc
-            kind, name = _kind_of(env.event)
-            rows.append((env.seq, env.ts_millis, kind, name, checksum(body, env.seq), body))
-            binding = _rules.fact_binding_of(env.event)
-            if binding is not None:
-                key, pid = binding
-                if key not in bindings:
-                    bindings[key] = (pid, env.seq)
-                elif bindings[key][0] != pid:
-                    raise _rules.binding_conflict(run_id, key, bindings[key][0], pid)
-            op_id = _rules.op_id_of(env.event) or op_id
-            status = _rules.status_after(env.event) or status
+            if type(event) is DomainEvent:
+                rows.append((env.seq, env.ts_millis, "Domain", event.name,
+                             checksum(body, env.seq), body))
+                binding = _rules.fact_binding_of(event)
+                if binding is not None:
+                    key, pid = binding
+                    if key not in bindings:
+                        bindings[key] = (pid, env.seq)
+                    elif bindings[key][0] != pid:
+                        raise _rules.binding_conflict(run_id, key, bindings[key][0], pid)
+                continue
+            rows.append((env.seq, env.ts_millis, type(event).__name__, None,
+                         checksum(body, env.seq), body))
+            op_id = _rules.op_id_of(event) or op_id
+            status = _rules.status_after(event) or status
         rid = str(run_id)
 
         def op(conn: sqlite3.Connection) -> int:
