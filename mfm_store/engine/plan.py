@@ -14,21 +14,20 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TypeAlias
 
 import attrs
 
 from ..canonical import string_contains_secrets
 from ..ids import OpId, StateId
+from ..live_io import IoProvider
+from .context import Context
 from .errors import CODE_INVALID_PLAN, CODE_SECRETS_DETECTED, InvalidPlanError
-
-if TYPE_CHECKING:
-    from .context import Context
-    from .recorder import EventRecorder
+from .recorder import EventRecorder
 
 __all__ = ["ExecutionPlan", "PlanState", "StateHandler"]
 
-StateHandler: TypeAlias = "Callable[[Context, Any, EventRecorder], Awaitable[object]]"
+StateHandler: TypeAlias = Callable[[Context, IoProvider, EventRecorder], Awaitable[object]]
 
 
 def _tags(value: Iterable[str]) -> tuple[str, ...]:
