@@ -318,3 +318,17 @@ async def test_durability_argument_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         SqliteStore.open(tmp_path / "s.db", durability="sometimes")  # type: ignore[arg-type]
     assert not os.path.exists(tmp_path / "s.db")
+
+
+async def test_a_caller_cancelled_before_its_batch_starts_writes_nothing(tmp_path: Path) -> None:
+    run, other = RunId.new(), RunId.new()
+    async with SqliteStore.open(tmp_path / "s.db") as store:
+        leader = asyncio.create_task(store.append(run, 0, [tick(run, 1)]))
+        follower = asyncio.create_task(store.append(other, 0, [tick(other, 1)]))
+        await asyncio.sleep(0)  # both tasks have submitted; the leader yields once
+        leader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+        assert await follower == 1
+        assert await store.head_seq(run) == 0
+        assert await store.head_seq(other) == 1

@@ -118,6 +118,9 @@ class GroupCommitWriter:
             try:
                 if _others_ready(loop):
                     await asyncio.sleep(0)  # let the other ready tasks join this batch
+            except asyncio.CancelledError:
+                fut.cancel()  # not written: the batch has not started
+                raise
             finally:
                 self._leading = False
                 self._flush()
