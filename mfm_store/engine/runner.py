@@ -17,9 +17,10 @@ Failure model. A handler that raises an ``MfmError`` (e.g. ``StateFailure``) or 
 ``Exception`` fails its attempt: ``StateFailed`` is recorded and the state is retried while the
 error is retryable and ``max_attempts`` allows. A handler's context that cannot be stored
 (secrets, floats) fails the attempt the same way, without retry. Store failures
-(``StorageError``, including ``ConcurrencyError`` for a stale writer) and ``BaseException``\\ s
-(cancellation, a crash) abort the run with nothing more written: the stream ends with an open
-attempt and :func:`resume` retries that attempt from its base snapshot, with its facts.
+(``StorageError``, including ``ConcurrencyError`` for a stale writer) and ``BaseException``
+subclasses that are not ``Exception`` (cancellation, a crash) abort the run with nothing more
+written: the stream ends with an open attempt, and :func:`resume` retries that attempt from
+its base snapshot, with its facts.
 """
 
 from __future__ import annotations
