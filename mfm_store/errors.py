@@ -29,6 +29,18 @@ CODE_MISSING_FACT = "missing_fact"
 CODE_IO = "io_error"
 CODE_TRANSPORT = "io_transport"
 CODE_RATE_LIMITED = "io_rate_limited"
+CODE_SECRETS_DETECTED = "secrets_detected"
+CODE_FACT_PAYLOAD_GET_FAILED = "fact_payload_get_failed"
+CODE_FACT_PAYLOAD_DECODE_FAILED = "fact_payload_decode_failed"
+CODE_FACT_PAYLOAD_NOT_CANONICAL = "fact_payload_not_canonical"
+CODE_FACT_PAYLOAD_PUT_FAILED = "fact_payload_put_failed"
+CODE_FACT_PAYLOAD_INVALID = "fact_payload_invalid"
+CODE_FACT_BINDING_APPEND_FAILED = "fact_binding_append_failed"
+CODE_TIME_UNAVAILABLE = "time_unavailable"
+CODE_RANDOM_UNAVAILABLE = "random_unavailable"
+CODE_IO_UNIMPLEMENTED = "io_unimplemented"
+CODE_IO_UNKNOWN_NAMESPACE = "io_unknown_namespace"
+CODE_TRANSPORT_REGISTRY = "transport_registry_invalid"
 
 
 class ErrorCategory(enum.Enum):
