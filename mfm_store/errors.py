@@ -141,11 +141,13 @@ class MissingFactKeyError(IoError):
 
 
 class MissingFactError(IoError):
+    """Replay found no recorded fact for ``key``; the message matches mfm-machine's."""
+
     default_code = CODE_MISSING_FACT
-    default_category = ErrorCategory.STORAGE
+    default_category = ErrorCategory.RPC
 
     def __init__(self, key: str, *, retryable: bool = False) -> None:
-        super().__init__(f"missing recorded fact for key: {key}", retryable=retryable)
+        super().__init__("missing recorded fact", retryable=retryable)
         self.key = key
 
 
