@@ -16,6 +16,12 @@ EXPECTED = {
     "IoProvider", "IoResult", "LiveIo", "LiveIoEnv", "LiveIoTransport", "LiveIoTransportFactory",
     "RouterLiveIoTransportFactory", "TransportRegistry", "TransportRegistryError",
     "UnimplementedLiveIoTransportFactory", "ReplayIo",
+    # engine (SPEC §7)
+    "BuildProvenance", "Context", "ContextCheckpointing", "ContextError", "Duration",
+    "EventProfile", "EventRecorder", "ExecutionMode", "ExecutionPlan", "ExponentialBackoff",
+    "FixedBackoff", "InvalidPlanError", "IoMode", "OverlayStore", "PlanState", "ReplayOutcome",
+    "ReplayReport", "RetryPolicy", "RunConfig", "RunError", "RunManifest", "RunResult",
+    "StateFailure", "StateHandler", "replay", "replay_store", "resume", "start",
 }
 
 
