@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from .errors import (
+    CODE_CONCURRENCY,
     CODE_FACT_BINDING_CONFLICT,
     CODE_INVALID_ENVELOPES,
     ConcurrencyError,
@@ -58,6 +59,11 @@ def fact_binding_of(event: object) -> tuple[str, ArtifactId] | None:
 
 def fact_recorded_event(key: str, payload_id: ArtifactId) -> DomainEvent:
     return DomainEvent(DOMAIN_FACT_RECORDED, {"key": key, "payload_id": payload_id, "meta": {}})
+
+
+def head_moved(run_id: RunId | str, expected: int, head: int) -> ConcurrencyError:
+    return ConcurrencyError(f"run {run_id}: expected head {expected}, found {head}",
+                            code=CODE_CONCURRENCY)
 
 
 def binding_conflict(run_id: RunId, key: str, bound: str, new: str) -> ConcurrencyError:

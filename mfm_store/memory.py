@@ -11,10 +11,8 @@ import attrs
 from . import _rules
 from .canonical import artifact_id_for_bytes
 from .errors import (
-    CODE_CONCURRENCY,
     CODE_INVALID_ENVELOPES,
     CODE_STORE_CLOSED,
-    ConcurrencyError,
     NotFoundError,
     StorageError,
 )
@@ -90,9 +88,7 @@ class MemoryStore:
             run = self._runs.get(run_id)
             head = len(run.events) if run else 0
             if head != expected_seq:
-                raise ConcurrencyError(
-                    f"run {run_id}: expected head {expected_seq}, found {head}",
-                    code=CODE_CONCURRENCY)
+                raise _rules.head_moved(run_id, expected_seq, head)
             bound = dict(run.facts) if run else {}
             for env in envelopes:
                 binding = _rules.fact_binding_of(env.event)
@@ -167,8 +163,8 @@ class MemoryStore:
 
     # facts
 
-    async def bind_fact(self, run_id: RunId, key: FactKey,
-                        payload_id: ArtifactId) -> FactBinding:
+    async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
+                        expected_seq: int | None = None) -> FactBinding:
         self._check_open()
         payload_id = ArtifactId(payload_id)
         async with self._lock:
@@ -178,6 +174,9 @@ class MemoryStore:
                 return FactBinding(pid, False, seq)
             if payload_id not in self._artifacts:
                 raise NotFoundError(f"fact payload artifact not found: {payload_id}")
+            head = len(run.events) if run else 0
+            if expected_seq is not None and head != expected_seq:
+                raise _rules.head_moved(run_id, expected_seq, head)
             if run is None:
                 run = self._runs[run_id] = _Run()
             seq = len(run.events) + 1

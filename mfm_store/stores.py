@@ -163,14 +163,16 @@ class ArtifactStore(Protocol):
 class FactStore(Protocol):
     """Per-run, first-writer-wins bindings from fact keys to payload artifacts."""
 
-    async def bind_fact(self, run_id: RunId, key: FactKey,
-                        payload_id: ArtifactId) -> FactBinding:
+    async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
+                        expected_seq: int | None = None) -> FactBinding:
         """Bind ``key`` to ``payload_id`` unless already bound, across tasks and processes.
 
         In one transaction: insert the binding and append a ``fact_recorded`` event at the
         run's head + 1 (``inserted=True``); or, if the key is bound, write nothing and return
         the existing binding (``inserted=False``). Raises ``NotFoundError`` if the payload
-        artifact does not exist. Durable on return.
+        artifact does not exist. With ``expected_seq``, an unbound key is bound only if the
+        head is ``expected_seq`` (else ``ConcurrencyError``, nothing written): a writer that
+        owns the run's head uses it to stay the only writer. Durable on return.
         """
         ...
 

@@ -295,3 +295,17 @@ async def test_stored_events_do_not_alias_caller_payloads(store: Store) -> None:
     (stored,) = await store.read_range(run)
     assert isinstance(stored.event, DomainEvent)
     assert stored.event.payload == {"list": [1, 2]}
+
+
+async def test_bind_fact_with_expected_seq_refuses_a_moved_head(store: Store) -> None:
+    run = RunId.new()
+    await store.append(run, 0, envs(run, 1, 2))
+    pid = await store.put(ArtifactKind.FACT_PAYLOAD, b"1")
+    with pytest.raises(ConcurrencyError) as err:
+        await store.bind_fact(run, "k", pid, expected_seq=1)
+    assert err.value.info.code == "event_store_concurrency"
+    assert await store.head_seq(run) == 2 and await store.facts(run) == {}
+    bound = await store.bind_fact(run, "k", pid, expected_seq=2)
+    assert (bound.inserted, bound.seq) == (True, 3)
+    again = await store.bind_fact(run, "k", pid, expected_seq=0)  # bound: nothing to refuse
+    assert (again.inserted, again.seq) == (False, 3)

@@ -69,12 +69,12 @@ class OverlayStore:
     async def exists(self, artifact_id: ArtifactId) -> bool:
         return await self.overlay.exists(artifact_id) or await self.base.exists(artifact_id)
 
-    async def bind_fact(self, run_id: RunId, key: FactKey,
-                        payload_id: ArtifactId) -> FactBinding:
+    async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
+                        expected_seq: int | None = None) -> FactBinding:
         if not await self.overlay.exists(payload_id):
             # The payload may live in the base only; the overlay's binding needs it locally.
             await self.overlay.put(ArtifactKind.FACT_PAYLOAD, await self.base.get(payload_id))
-        return await self.overlay.bind_fact(run_id, key, payload_id)
+        return await self.overlay.bind_fact(run_id, key, payload_id, expected_seq=expected_seq)
 
     async def get_fact(self, run_id: RunId, key: FactKey) -> ArtifactId | None:
         return await self.overlay.get_fact(run_id, key)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from ..errors import CODE_CONCURRENCY, ConcurrencyError
 from ..events import Event, EventEnvelope
 from ..ids import ArtifactId, FactKey, RunId
 from ..stores import FactBinding, Store
@@ -60,24 +59,13 @@ class RunWriter:
     async def bind_fact(self, key: FactKey, payload_id: ArtifactId) -> FactBinding:
         """Bind a fact through the store (first writer wins) and learn the head back.
 
-        Raises ``ConcurrencyError`` without binding if the stored head is no longer this
-        writer's (a stale writer must not add facts after the new owner's events). The store's
-        ``bind_fact`` takes no expected seq, so a writer moving the head between that check and
-        the binding is caught afterwards: the inserted binding's event must sit right after the
-        head, else this raises ``ConcurrencyError`` (the binding stands: first writer wins).
+        The store binds only while the run's head is still this writer's (``expected_seq``),
+        so a stale writer gets ``ConcurrencyError`` and adds no fact after the new owner's
+        events. A key another writer already bound is returned as is (nothing written).
         """
         async with self._lock:
-            head = await self._store.head_seq(self._run_id)
-            if head != self._head:
-                raise ConcurrencyError(
-                    f"run {self._run_id}: another writer appended (head is {head}, this "
-                    f"writer's head was {self._head})", code=CODE_CONCURRENCY)
-            binding = await self._store.bind_fact(self._run_id, key, payload_id)
+            binding = await self._store.bind_fact(self._run_id, key, payload_id,
+                                                  expected_seq=self._head)
             if binding.inserted:
-                if binding.seq != self._head + 1:
-                    raise ConcurrencyError(
-                        f"run {self._run_id}: another writer appended (fact event at seq "
-                        f"{binding.seq}, this writer's head was {self._head})",
-                        code=CODE_CONCURRENCY)
                 self._head = binding.seq
             return binding

@@ -18,11 +18,9 @@ import xxhash
 
 from .. import _rules
 from ..errors import (
-    CODE_CONCURRENCY,
     CODE_INVALID_ENVELOPES,
     CODE_READ_ONLY,
     CODE_STORE_CLOSED,
-    ConcurrencyError,
     CorruptionError,
     NotFoundError,
     StorageError,
@@ -195,9 +193,7 @@ class SqliteStore:
             row = conn.execute(q.RUN_HEAD, (rid,)).fetchone()
             head = row[1] if row else 0
             if head != expected_seq:
-                raise ConcurrencyError(
-                    f"run {rid}: expected head {expected_seq}, found {head}",
-                    code=CODE_CONCURRENCY)
+                raise _rules.head_moved(rid, expected_seq, head)
             if not rows:
                 return int(head)
             new_bindings = []
@@ -292,8 +288,8 @@ class SqliteStore:
 
     # facts
 
-    async def bind_fact(self, run_id: RunId, key: FactKey,
-                        payload_id: ArtifactId) -> FactBinding:
+    async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
+                        expected_seq: int | None = None) -> FactBinding:
         if not isinstance(key, str):
             raise StorageError(f"fact key must be a string, got {key!r}")
         payload_id = ArtifactId(payload_id)
@@ -308,9 +304,12 @@ class SqliteStore:
                     return FactBinding(ArtifactId(bound[0]), False, bound[1])
             if conn.execute(q.ARTIFACT_EXISTS, (payload_id,)).fetchone() is None:
                 raise NotFoundError(f"fact payload artifact not found: {payload_id}")
+            head = row[1] if row else 0
+            if expected_seq is not None and head != expected_seq:
+                raise _rules.head_moved(rid, expected_seq, head)
             now = _rules.now_millis()
             pk = row[0] if row else conn.execute(q.RUN_INSERT, (rid, now, now)).lastrowid
-            seq = (row[1] if row else 0) + 1
+            seq = head + 1
             conn.execute(q.EVENT_INSERT,
                          (pk, seq, None, "Domain", "fact_recorded", checksum(body, seq), body))
             conn.execute(q.BINDING_INSERT, (pk, key, payload_id, seq))
