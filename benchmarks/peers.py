@@ -19,6 +19,9 @@ from typing import Any
 __all__ = ["DbosPeer", "EventsourcingPeer", "PeerStatus", "peer_statuses"]
 
 
+_SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+
+
 @dataclass(frozen=True)
 class PeerStatus:
     name: str
@@ -79,6 +82,15 @@ class EventsourcingPeer:
     def insert(self, events: list[Any]) -> None:
         self._recorder.insert_events(events)
 
+    def pragmas(self) -> str:
+        """The journal mode and ``synchronous`` level its connections actually run with."""
+        with self._datastore.transaction(commit=False) as cur:
+            cur.execute("PRAGMA journal_mode")
+            journal = cur.fetchone()[0]
+            cur.execute("PRAGMA synchronous")
+            sync = cur.fetchone()[0]
+        return f"journal_mode={journal}, synchronous={_SYNC_NAMES.get(sync, sync)}"
+
     def close(self) -> None:
         self._datastore.close()
 
@@ -137,6 +149,10 @@ class DbosPeer:
                      "log_level": "WARNING"})
         DBOS.launch()
         logging.getLogger("dbos").setLevel(logging.WARNING)
+        with sqlite3.connect(path) as conn:
+            journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        self.description = (f"journal_mode={journal} (set before launch), synchronous left at "
+                            "SQLite's default FULL (DBOS does not set it)")
 
     async def run_sequential(self, steps: int) -> None:
         """One synchronous workflow of ``steps`` steps (DBOS's faster mode), off the loop."""

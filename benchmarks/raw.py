@@ -30,6 +30,7 @@ _MIGRATION = re.compile(r"\d{4}_[a-z0-9_]+\.sql\Z")
 
 # The writes our store makes, row for row (see schema/0001_initial.sql).
 RUN_INSERT = "INSERT INTO runs (run_id, head_seq, created_ms, updated_ms) VALUES (?, 0, ?, ?)"
+RUN_HEAD = "SELECT run_pk, head_seq FROM runs WHERE run_id = ?"
 RUN_ADVANCE = "UPDATE runs SET head_seq = ?, updated_ms = ? WHERE run_pk = ?"
 EVENT_INSERT = ("INSERT INTO events (run_pk, seq, ts_millis, kind, name, checksum, body)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)")
@@ -106,10 +107,16 @@ class RawDb:
         assert pk is not None
         return pk
 
-    def append(self, run_pk: int, rows: Sequence[EventRow]) -> None:
-        """One transaction: the event rows and the run's new head."""
+    def append(self, run_pk: int, rows: Sequence[EventRow], check_head: str | None = None) -> None:
+        """One transaction: the event rows and the run's new head.
+
+        ``check_head`` (a run id) also reads the head first, as an optimistic-concurrency
+        check must; the baseline proper writes without reading.
+        """
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
+        if check_head is not None:
+            c.execute(RUN_HEAD, (check_head,)).fetchone()
         if len(rows) == 1:
             c.execute(EVENT_INSERT, (run_pk, *rows[0]))
         else:

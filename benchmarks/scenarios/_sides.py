@@ -31,17 +31,20 @@ def sequential_appends(name: str, label: str, store: SqliteStore, n: int) -> Sid
     return Side(name, label, "appends", run)
 
 
-def raw_sequential_appends(name: str, label: str, raw: RawDb, n: int) -> Side:
-    """The same rows through plain ``sqlite3``: one transaction per event."""
+def raw_sequential_appends(name: str, label: str, raw: RawDb, n: int, *,
+                           check_head: bool = False) -> Side:
+    """The same rows through plain ``sqlite3``: one transaction per event (``check_head``:
+    reading the run's head first in each transaction, as the store does)."""
 
     async def run(_r: int) -> Sample:
         run_id = RunId.new()
         rows = event_rows(envelopes(run_id, 0, n))
         pk = raw.new_run(str(run_id))
+        check = str(run_id) if check_head else None
         sw = Stopwatch()
         with sw.timing():
             for row in rows:
-                raw.append(pk, (row,))
+                raw.append(pk, (row,), check)
         return sw.sample(n)
 
     return Side(name, label, "appends", run)

@@ -124,7 +124,7 @@ def _dbos_sides(peer: DbosPeer, steps: int) -> list[Side]:
             await peer.run_sequential(steps)
         return sw.sample(steps)
 
-    per_wf = max(1, steps // _TASKS)
+    per_wf = max(2, steps // 100)
 
     async def concurrent(_r: int) -> Sample:
         sw = Stopwatch()
@@ -156,6 +156,8 @@ async def facts(ctx: Context) -> ScenarioResult:
         if reason is None:
             es = EventsourcingPeer(ctx.path("eventsourcing"))
             stack.callback(es.close)
+            res.notes.append(f"eventsourcing {ctx.peers['eventsourcing'].version} connection: "
+                             f"{es.pragmas()}")
             sides += _es_sides(es, p.peer_events)
         else:
             res.skipped["eventsourcing"] = reason
@@ -163,20 +165,29 @@ async def facts(ctx: Context) -> ScenarioResult:
         if reason is None:
             dbos = DbosPeer(ctx.path("dbos"))
             stack.callback(dbos.close)
+            res.notes.append(f"DBOS {ctx.peers['dbos'].version} system database: "
+                             f"{dbos.description}")
             sides += _dbos_sides(dbos, p.dbos_steps)
         else:
             res.skipped["dbos"] = reason
         samples = await run_interleaved(sides, p.rounds, p.warmup)
     res.add_sides(sides, samples)
     names = set(samples)
+    c = f"_c{_TASKS}"
     wanted = [
-        ("live_seq", "dbos_seq", "facts/s over DBOS steps/s, sequential", Target(">=", 10)),
-        ("live_seq", "es_1", "facts/s over eventsourcing events/s (1 per transaction)",
+        ("live_seq", "dbos_seq", "1 task: facts/s over DBOS steps/s (one workflow)",
+         Target(">=", 10)),
+        ("live" + c, "dbos" + c, f"{_TASKS} tasks: facts/s over DBOS steps/s ({_TASKS} "
+         "workflows)", Target(">=", 10)),
+        ("live_seq", "es_1", "1 task: facts/s over eventsourcing's single-event rate",
          Target(">=", 1.2)),
-        ("live_seq", "raw", "facts/s, ours over raw sqlite3 (same rows)", None),
-        (f"live_c{_TASKS}", "live_seq", f"{_TASKS} tasks over 1 (group commit)", None),
-        (f"live_c{_TASKS}", f"dbos_c{_TASKS}", f"{_TASKS} tasks, ours over DBOS", None),
-        (f"live_c{_TASKS}", "es_100", "100 tasks over eventsourcing at 100 events/transaction",
+        ("live" + c, "es_1", f"{_TASKS} tasks: facts/s over eventsourcing's single-event rate",
+         Target(">=", 1.2)),
+        ("live_seq", "raw", "1 task: facts/s over raw sqlite3 writing the same rows", None),
+        ("raw", "es_1", "the physical ceiling: raw sqlite3 fact rows over eventsourcing's "
+         "single-event rate", None),
+        ("live" + c, "live_seq", f"{_TASKS} tasks over 1 (group commit)", None),
+        ("live" + c, "es_100", f"{_TASKS} tasks over eventsourcing at 100 events/transaction",
          None),
     ]
     for num, den, text, target in wanted:
