@@ -1,0 +1,5 @@
+"""``python -m mfm_store``: the ``mfm-store`` command line."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""``mfm-store``: the command line (SPEC §8). Each command is thin: parse, open, one library
+call, print.
+
+The database is ``--db PATH`` (before or after the command), else ``$MFM_STORE_DB``; ``demo``
+never reads ``$MFM_STORE_DB``. Reading commands open the file read-only and never create it.
+Errors are one line on stderr (``mfm-store: error: <message> [<code>]``), never a traceback.
+Exit codes are listed in ``mfm-store --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from ..errors import MfmError
+from ._common import (
+    DB_ENV,
+    EXIT_FILE,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    CliError,
+    add_db_option,
+    exit_code_for,
+)
+
+__all__ = ["build_parser", "main"]
+
+_EPILOG = f"""\
+the database: --db PATH (before or after the command) wins over ${DB_ENV};
+reading commands never create a file. demo uses its own file (see demo --help).
+
+exit codes: 0 ok, 1 problem found (verify) or operation refused, 2 usage error,
+3 database (or input) file missing, foreign, corrupt or unreadable, 4 run or artifact not found
+
+example:
+  mfm-store demo
+  export {DB_ENV}=runs.db; mfm-store runs; mfm-store verify
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import _demo, _inspect, _maintain, _transfer
+
+    parser = argparse.ArgumentParser(
+        prog="mfm-store", description="Inspect, check, move and demo mfm_store databases "
+        "(deterministic, replayable workflow runs in one SQLite file).",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_db_option(parser)
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for module in (_demo, _inspect, _maintain, _transfer):
+        module.register(subparsers)
+    return parser
+
+
+def _error(message: str, code: str) -> None:
+    sys.stderr.write(f"mfm-store: error: {message} [{code}]\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (the console script exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = asyncio.run(handler(args))
+        return code
+    except CliError as exc:
+        _error(str(exc), exc.code)
+        return exc.exit_code
+    except MfmError as exc:
+        _error(str(exc), exc.info.code)
+        return exit_code_for(exc)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python from complaining
+        # again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(f"{where}{exc.strerror or exc}", "os_error")
+        return EXIT_FILE
+    except KeyboardInterrupt:
+        sys.stderr.write("mfm-store: interrupted\n")
+        return 130
+    except ValueError as exc:
+        info = getattr(exc, "info", None)
+        _error(str(exc), getattr(info, "code", "invalid_value"))
+        return EXIT_PROBLEM

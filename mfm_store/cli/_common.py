@@ -1,0 +1,218 @@
+"""What every command shares: the database option, opening, errors, output, progress.
+
+Exit codes: 0 ok; 1 a problem was found (``verify``) or an operation was refused; 2 usage
+error; 3 the database (or another named file) is missing, foreign, corrupt or unreadable;
+4 the run or artifact asked for is not in the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW, CorruptionError, MfmError
+from ..ids import RunId
+from ..sqlite import SqliteStore
+from ..transfer import CODE_EXPORT_MALFORMED, CODE_RUN_NOT_FOUND, ProgressFn
+
+__all__ = [
+    "DB_ENV",
+    "EXIT_FILE",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_PROBLEM",
+    "EXIT_USAGE",
+    "CliError",
+    "Handler",
+    "add_command",
+    "db_path",
+    "exit_code_for",
+    "iso_millis",
+    "open_existing",
+    "print_json",
+    "progress_bar",
+    "resolve_run",
+    "spinner",
+]
+
+DB_ENV = "MFM_STORE_DB"
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_FILE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+CODE_STORE_NOT_FOUND = "store_not_found"
+CODE_USAGE = "usage"
+_FILE_CODES = {CODE_STORE_NOT_FOUND, CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW,
+               CODE_EXPORT_MALFORMED}
+_NOT_FOUND_CODES = {CODE_RUN_NOT_FOUND, "artifact_not_found"}
+
+Handler = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+class CliError(Exception):
+    """A one-line error for the user, with its exit code and a stable code."""
+
+    def __init__(self, message: str, exit_code: int, code: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.code = code
+
+
+def exit_code_for(exc: MfmError) -> int:
+    """The exit code for a library error (see the module docstring)."""
+    if isinstance(exc, CorruptionError) or exc.info.code in _FILE_CODES:
+        return EXIT_FILE
+    if exc.info.code in _NOT_FOUND_CODES:
+        return EXIT_NOT_FOUND
+    return EXIT_PROBLEM
+
+
+def add_command(subparsers: Any, name: str, handler: Handler, *, help: str,
+                example: str, description: str | None = None,
+                db: bool = True) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` ends with an example; with ``--db`` unless told not to."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help, description=description or help,
+        epilog="example:\n  " + example.replace("\n", "\n  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    if db:
+        add_db_option(parser, argparse.SUPPRESS)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_db_option(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    parser.add_argument("--db", metavar="PATH", default=default,
+                        help=f"the database file (default: ${DB_ENV})")
+
+
+def db_path(args: argparse.Namespace) -> Path:
+    """``--db`` (after or before the command), else ``$MFM_STORE_DB``, else a usage error."""
+    value = getattr(args, "db", None) or os.environ.get(DB_ENV)
+    if not value:
+        raise CliError(f"no database given: pass --db PATH or set {DB_ENV}", EXIT_USAGE,
+                       CODE_USAGE)
+    return Path(value)
+
+
+@asynccontextmanager
+async def open_existing(path: Path, *, write: bool = False) -> AsyncIterator[SqliteStore]:
+    """Open a database that must exist (never creates one); read-only unless ``write``."""
+    if not path.exists():
+        raise CliError(f"{path}: no such file", EXIT_FILE, CODE_STORE_NOT_FOUND)
+    if path.is_dir():
+        raise CliError(f"{path}: is a directory, not a database file", EXIT_FILE,
+                       CODE_NOT_A_DATABASE)
+    async with SqliteStore.open(path, read_only=not write) as store:
+        yield store
+
+
+async def resolve_run(store: SqliteStore, text: str) -> RunId:
+    """A run of ``store`` given by its id or a unique prefix of it."""
+    wanted = text.strip().lower()
+    if not wanted:
+        raise CliError("empty run id", EXIT_USAGE, CODE_USAGE)
+    ids = [str(s.run_id) for s in await store.list_runs()]
+    if wanted in ids:
+        return RunId.parse(wanted)
+    matches = [i for i in ids if i.startswith(wanted)]
+    if len(matches) == 1:
+        return RunId.parse(matches[0])
+    if matches:
+        raise CliError(f"run id prefix {text!r} matches {len(matches)} runs; give more of it",
+                       EXIT_USAGE, CODE_USAGE)
+    raise CliError(f"{store.path}: no run {text!r} (list them with: mfm-store runs)",
+                   EXIT_NOT_FOUND, CODE_RUN_NOT_FOUND)
+
+
+def print_json(value: Any, out: TextIO | None = None) -> None:
+    stream = sys.stdout if out is None else out
+    stream.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+def iso_millis(millis: int) -> str:
+    """``2024-05-01T12:00:00.123Z`` for Unix milliseconds."""
+    moment = datetime.fromtimestamp(millis / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
+
+
+def _tqdm() -> Any:
+    """The tqdm class when stderr is a terminal and tqdm is installed, else None."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+_UNITS = {"export": ("line", False), "check": ("B", True), "import": ("B", True)}
+
+
+class _Bars:
+    """A :data:`~mfm_store.transfer.ProgressFn` drawing one tqdm bar per phase."""
+
+    def __init__(self, tqdm: Any) -> None:
+        self._tqdm = tqdm
+        self._phase: str | None = None
+        self._bar: Any = None
+
+    def __call__(self, phase: str, n: int, total: int | None) -> None:
+        if phase != self._phase:
+            self.close()
+            unit, scale = _UNITS.get(phase, ("it", False))
+            self._phase = phase
+            self._bar = self._tqdm(total=total, desc=phase, unit=unit, unit_scale=scale,
+                                   unit_divisor=1024 if scale else 1000, leave=False,
+                                   file=sys.stderr, dynamic_ncols=True)
+        if n:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        self._phase = None
+
+
+@asynccontextmanager
+async def progress_bar() -> AsyncIterator[ProgressFn | None]:
+    """Progress bars on a terminal (tqdm), ``None`` when piped or without tqdm."""
+    tqdm = _tqdm()
+    if tqdm is None:
+        yield None
+        return
+    bars = _Bars(tqdm)
+    try:
+        yield bars
+    finally:
+        bars.close()
+
+
+@asynccontextmanager
+async def spinner(label: str) -> AsyncIterator[None]:
+    """Elapsed time on a terminal while an operation without progress reports runs."""
+    tqdm = _tqdm()
+    if tqdm is None:
+        yield
+        return
+    bar = tqdm(total=None, desc=label, bar_format="{desc}... {elapsed}", leave=False,
+               file=sys.stderr)
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            bar.refresh()
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield
+    finally:
+        ticker.cancel()
+        bar.close()

@@ -1,0 +1,213 @@
+"""Reading commands: ``runs``, ``show``, ``facts``, ``artifact``. They open the file read-only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..events import (
+    DOMAIN_FACT_RECORDED,
+    DomainEvent,
+    Event,
+    EventEnvelope,
+    RunCompleted,
+    RunStarted,
+    StateCompleted,
+    StateEntered,
+    StateFailed,
+)
+from ..ids import ArtifactId
+from ..transfer import json_line
+from ._common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    add_command,
+    db_path,
+    iso_millis,
+    open_existing,
+    print_json,
+    resolve_run,
+)
+
+__all__ = ["describe", "register"]
+
+_PAYLOAD_WIDTH = 100
+
+
+def _id(value: str | None, full: bool) -> str:
+    if value is None:
+        return "-"
+    return value if full else value[:12] + "…"
+
+
+def describe(event: Event, *, full_ids: bool = False) -> tuple[str, str]:
+    """``(label, text)``: one readable line for an event."""
+    def aid(value: str | None) -> str:
+        return _id(value, full_ids)
+
+    if isinstance(event, RunStarted):
+        return "RunStarted", (f"op {event.op_id}, manifest {aid(event.manifest_id)}, "
+                              f"initial context {aid(event.initial_snapshot_id)}")
+    if isinstance(event, StateEntered):
+        return "StateEntered", (f"{event.state_id} attempt {event.attempt}, "
+                                f"from {aid(event.base_snapshot_id)}")
+    if isinstance(event, StateCompleted):
+        return "StateCompleted", f"{event.state_id} -> {aid(event.context_snapshot_id)}"
+    if isinstance(event, StateFailed):
+        info = event.error.info
+        retry = "retryable" if info.retryable else "not retryable"
+        return "StateFailed", (f"{event.state_id}: [{info.code}] {info.message} "
+                               f"({info.category.value}, {retry})")
+    if isinstance(event, RunCompleted):
+        return "RunCompleted", f"{event.status.value}, final context {aid(event.final_snapshot_id)}"
+    payload = event.payload
+    if event.name == DOMAIN_FACT_RECORDED and isinstance(payload, dict):
+        return event.name, f"{payload.get('key')} = {aid(str(payload.get('payload_id')))}"
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    if len(text) > _PAYLOAD_WIDTH:
+        text = text[:_PAYLOAD_WIDTH - 1] + "…"
+    if event.payload_ref is not None:
+        text += f" ref {aid(event.payload_ref)}"
+    return event.name, text
+
+
+def _line(env: EventEnvelope, full_ids: bool) -> str:
+    label, text = describe(env.event, full_ids=full_ids)
+    at = "" if env.ts_millis is None else f"  @ {iso_millis(env.ts_millis)}"
+    kind = label if not isinstance(env.event, DomainEvent) else f"· {label}"
+    return f"{env.seq:>6}  {kind:<16} {text}{at}"
+
+
+async def _runs(args: argparse.Namespace) -> int:
+    async with open_existing(db_path(args)) as store:
+        runs = await store.list_runs()
+    if args.json:
+        print_json([{"run_id": str(r.run_id), "op_id": r.op_id, "status": r.status,
+                     "events": r.head_seq, "created_millis": r.created_millis,
+                     "updated_millis": r.updated_millis} for r in runs])
+        return EXIT_OK
+    if not runs:
+        print("no runs")
+        return EXIT_OK
+    print(f"{'RUN':<36}  {'OP':<12} {'STATUS':<10} {'EVENTS':>7}  UPDATED")
+    for r in runs:
+        print(f"{r.run_id!s:<36}  {r.op_id or '-':<12} {r.status:<10} {r.head_seq:>7}  "
+              f"{iso_millis(r.updated_millis)}")
+    return EXIT_OK
+
+
+async def _show(args: argparse.Namespace) -> int:
+    async with open_existing(db_path(args)) as store:
+        run_id = await resolve_run(store, args.run)
+        if args.json:
+            out = sys.stdout.buffer
+            async for env in store.iter_events(run_id, args.from_seq, args.to_seq):
+                out.write(json_line(env.to_json()))
+            out.flush()
+            return EXIT_OK
+        (summary,) = [r for r in await store.list_runs() if r.run_id == run_id]
+        print(f"run {run_id}  op {summary.op_id or '-'}  {summary.status}  "
+              f"{summary.head_seq} events")
+        async for env in store.iter_events(run_id, args.from_seq, args.to_seq):
+            print(_line(env, args.full_ids))
+    return EXIT_OK
+
+
+def _value(data: bytes) -> tuple[str, Any]:
+    """``("value", json)`` for a JSON payload, ``("bytes_hex", hex)`` for raw bytes."""
+    try:
+        return "value", json.loads(data.decode("utf-8"))
+    except ValueError:
+        return "bytes_hex", data.hex()
+
+
+async def _facts(args: argparse.Namespace) -> int:
+    async with open_existing(db_path(args)) as store:
+        run_id = await resolve_run(store, args.run)
+        facts = dict(sorted((await store.facts(run_id)).items()))
+        values = {k: _value(await store.get(pid)) for k, pid in facts.items()} \
+            if args.values else {}
+    if args.json:
+        if args.values:
+            print_json({k: {"payload_id": pid, values[k][0]: values[k][1]}
+                        for k, pid in facts.items()})
+        else:
+            print_json(facts)
+        return EXIT_OK
+    if not facts:
+        print(f"run {run_id} has no facts")
+        return EXIT_OK
+    width = min(max(len(k) for k in facts), 60)
+    for key, pid in facts.items():
+        if args.values:
+            kind, value = values[key]
+            shown = (json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+                     if kind == "value" else f"<{len(value) // 2} bytes: {value}>")
+            print(f"{key:<{width}}  {shown}")
+        else:
+            print(f"{key:<{width}}  {pid}")
+    return EXIT_OK
+
+
+async def _artifact(args: argparse.Namespace) -> int:
+    try:
+        artifact_id = ArtifactId(args.id.strip().lower())
+    except ValueError as exc:
+        raise CliError(f"{exc} (an artifact id is 64 hex characters)", EXIT_USAGE,
+                       "invalid_id") from None
+    async with open_existing(db_path(args)) as store:
+        data = await store.get(artifact_id)
+    if args.output is not None:
+        with open(args.output, "wb") as f:
+            f.write(data)
+        return EXIT_OK
+    if sys.stdout.isatty():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CliError(f"artifact {artifact_id} is binary ({len(data)} bytes); "
+                           "write it to a file with -o FILE", EXIT_USAGE, "binary_output") \
+                from None
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return EXIT_OK
+
+
+def register(subparsers: Any) -> None:
+    p = add_command(subparsers, "runs", _runs, help="list the runs in the file",
+                    example="mfm-store runs --db runs.db\nmfm-store runs --db runs.db --json")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+
+    p = add_command(subparsers, "show", _show, help="list a run's events, readably",
+                    description="List a run's events, one per line (ids shortened; --full-ids "
+                                "for whole ids), or with --json as JSON Lines in the interchange "
+                                "form. RUN is a run id or a unique prefix of one.",
+                    example="mfm-store show 3f2b8c1e --db runs.db\n"
+                            "mfm-store show 3f2b8c1e --db runs.db --json | jq .event")
+    p.add_argument("run", metavar="RUN", help="run id (or a unique prefix)")
+    p.add_argument("--json", action="store_true",
+                   help="JSON Lines in the interchange form (one envelope a line)")
+    p.add_argument("--full-ids", action="store_true", help="print whole artifact ids")
+    p.add_argument("--from", dest="from_seq", type=int, default=1, metavar="SEQ",
+                   help="first seq to show (default 1)")
+    p.add_argument("--to", dest="to_seq", type=int, default=None, metavar="SEQ",
+                   help="last seq to show (default: the head)")
+
+    p = add_command(subparsers, "facts", _facts, help="list a run's facts (key -> payload id)",
+                    description="List a run's fact bindings, sorted by key: key and payload "
+                                "artifact id, or with --values the decoded payload (JSON, or "
+                                "raw bytes shown as hex).",
+                    example="mfm-store facts 3f2b8c1e --db runs.db --values")
+    p.add_argument("run", metavar="RUN", help="run id (or a unique prefix)")
+    p.add_argument("--values", action="store_true", help="print decoded payloads")
+    p.add_argument("--json", action="store_true", help="print a JSON object keyed by fact key")
+
+    p = add_command(subparsers, "artifact", _artifact,
+                    help="write an artifact's bytes to stdout or a file",
+                    example="mfm-store artifact 44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e83"
+                            "10c060f61caaff8a --db runs.db -o context.json")
+    p.add_argument("id", metavar="ID", help="artifact id (64 hex characters)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
