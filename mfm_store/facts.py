@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 from . import _rules
@@ -129,6 +129,26 @@ class FactRecorder(Protocol):
         ...
 
 
+@runtime_checkable
+class PayloadFactRecorder(FactRecorder, Protocol):
+    """A recorder that also stores the payload, in the same durable write as the binding.
+
+    ``LiveIo`` uses it when ``payload_store`` is its own artifact store: a new fact then costs
+    one commit (artifact, binding and event together) instead of a ``put`` and a binding.
+    """
+
+    @property
+    def payload_store(self) -> object:
+        """The artifact store the payloads go to (compared by identity)."""
+        ...
+
+    async def record_fact_payload(self, key: FactKey, payload_id: ArtifactId,
+                                  data: bytes) -> FactBinding | ArtifactId | None:
+        """Store ``data`` (whose id is ``payload_id``) and record ``key → payload_id``;
+        same answers and errors as :meth:`FactRecorder.record_fact_binding`."""
+        ...
+
+
 class NoopFactRecorder:
     """Records nothing (tests, or IO whose facts need not outlive the process)."""
 
@@ -161,10 +181,23 @@ class StoreFactRecorder:
         self.last_binding: FactBinding | None = None
         self._on_bound = on_bound
 
+    @property
+    def payload_store(self) -> object:
+        return self.store
+
     async def record_fact_binding(self, key: FactKey, payload_id: ArtifactId) -> FactBinding:
         check_fact_key(key)
+        return await self._settle(self.store.bind_fact(self.run_id, key, payload_id))
+
+    async def record_fact_payload(self, key: FactKey, payload_id: ArtifactId,
+                                  data: bytes) -> FactBinding:
+        """Like :meth:`record_fact_binding`, storing ``data`` in the same write."""
+        check_fact_key(key)
+        return await self._settle(self.store.record_fact(self.run_id, key, data))
+
+    async def _settle(self, write: Awaitable[FactBinding]) -> FactBinding:
         try:
-            binding = await self.store.bind_fact(self.run_id, key, payload_id)
+            binding = await write
         except StorageError as exc:
             raise io_error(CODE_FACT_BINDING_APPEND_FAILED, ErrorCategory.STORAGE,
                            "failed to append fact binding event") from exc

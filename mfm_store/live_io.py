@@ -30,7 +30,7 @@ from ._io_common import (
     random_value,
     time_value,
 )
-from .canonical import canonical_json_bytes
+from .canonical import artifact_id_for_bytes, canonical_json_bytes
 from .errors import (
     CODE_FACT_PAYLOAD_NOT_CANONICAL,
     CODE_FACT_PAYLOAD_PUT_FAILED,
@@ -47,7 +47,7 @@ from .errors import (
     SecretsNotAllowedError,
     StorageError,
 )
-from .facts import FactIndex, FactRecorder
+from .facts import FactIndex, FactRecorder, PayloadFactRecorder
 from .ids import ArtifactId, FactKey, RunId, StateId
 from .stores import ArtifactKind, ArtifactStore, FactBinding, Store
 
@@ -281,7 +281,8 @@ class LiveIo:
     ``fact_payload_not_canonical`` for floats, ``secrets_detected`` for secrets; nothing is
     stored in either case), stored as a ``FactPayload`` artifact
     (``fact_payload_put_failed``), bound in ``facts`` and then made durable by
-    ``fact_recorder``. If the recorder fails, the in-memory binding is rolled back (the
+    ``fact_recorder`` (a :class:`PayloadFactRecorder` writing to ``artifacts`` stores payload
+    and binding in one write). If the recorder fails, the in-memory binding is rolled back (the
     orphan payload artifact stays) and its error is raised unchanged, so the next call starts
     clean. If the recorder reports that another writer bound the key first, the index adopts
     the winner and the winner's value is returned. A call returns only once its answer is
@@ -318,6 +319,9 @@ class LiveIo:
         self._clock = clock or _system_clock_millis
         self._entropy = entropy or os.urandom
         self._keys = DerivedKeys(run_id, self.state_id, self.attempt)
+        # One write per new fact when the recorder can store payloads where we read them.
+        self._fused = (isinstance(fact_recorder, PayloadFactRecorder)
+                       and fact_recorder.payload_store is artifacts)
 
     async def call(self, call: IoCall) -> IoResult:
         key = call.fact_key
@@ -369,9 +373,8 @@ class LiveIo:
         async with self._facts._exclusive(key):
             bound = await self._facts.get(key)
             if bound is None:
-                payload_id = await self._put(data)
-                bound = await self._bind(key, payload_id)
-                if bound == payload_id:
+                own, bound = await self._store_and_bind(key, data)
+                if bound == own:
                     return data
         return random_value(await load_bytes(self._artifacts, bound), n)
 
@@ -381,11 +384,18 @@ class LiveIo:
         bound = await self._facts.get(key)
         if bound is not None:
             return await load_json(self._artifacts, bound), bound
-        payload_id = await self._put(_canonical_payload(value))
-        bound = await self._bind(key, payload_id)
+        payload_id, bound = await self._store_and_bind(key, _canonical_payload(value))
         if bound == payload_id:
             return value, payload_id
         return await load_json(self._artifacts, bound), bound
+
+    async def _store_and_bind(self, key: FactKey, data: bytes) -> tuple[ArtifactId, ArtifactId]:
+        """Store the payload and bind it; returns ``(own payload id, effective payload id)``."""
+        if self._fused:
+            payload_id = artifact_id_for_bytes(data)
+            return payload_id, await self._bind(key, payload_id, data)
+        payload_id = await self._put(data)
+        return payload_id, await self._bind(key, payload_id)
 
     async def _put(self, data: bytes) -> ArtifactId:
         try:
@@ -394,13 +404,18 @@ class LiveIo:
             raise io_error(CODE_FACT_PAYLOAD_PUT_FAILED, ErrorCategory.STORAGE,
                            "failed to store fact payload") from exc
 
-    async def _bind(self, key: FactKey, payload_id: ArtifactId) -> ArtifactId:
-        """Bind in memory, then durably; returns the effective (possibly foreign) payload id."""
+    async def _bind(self, key: FactKey, payload_id: ArtifactId,
+                    data: bytes | None = None) -> ArtifactId:
+        """Bind in memory, then durably (storing ``data`` too, if given, through the fused
+        recorder); returns the effective (possibly foreign) payload id."""
         bound, inserted = await self._facts.bind_if_unset(key, payload_id)
         if not inserted:
             return bound
         try:
-            durable = await self._recorder.record_fact_binding(key, bound)
+            if data is not None and isinstance(self._recorder, PayloadFactRecorder):
+                durable = await self._recorder.record_fact_payload(key, bound, data)
+            else:
+                durable = await self._recorder.record_fact_binding(key, bound)
         except BaseException:
             # Also on cancellation: whether or not the durable write happened, the next call
             # re-records and the store then reports the existing binding as the winner.

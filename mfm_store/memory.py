@@ -163,20 +163,33 @@ class MemoryStore:
 
     # facts
 
+    async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
+                          expected_seq: int | None = None) -> FactBinding:
+        self._check_open()
+        data = bytes(data)
+        return await self._bind(run_id, key, artifact_id_for_bytes(data), expected_seq, data)
+
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
                         expected_seq: int | None = None) -> FactBinding:
         self._check_open()
-        payload_id = ArtifactId(payload_id)
+        return await self._bind(run_id, key, ArtifactId(payload_id), expected_seq, None)
+
+    async def _bind(self, run_id: RunId, key: FactKey, payload_id: ArtifactId,
+                    expected_seq: int | None, data: bytes | None) -> FactBinding:
+        if not isinstance(key, str):
+            raise StorageError(f"fact key must be a string, got {key!r}")
         async with self._lock:
             run = self._runs.get(run_id)
             if run is not None and key in run.facts:
                 pid, seq = run.facts[key]
                 return FactBinding(pid, False, seq)
-            if payload_id not in self._artifacts:
+            if data is None and payload_id not in self._artifacts:
                 raise NotFoundError(f"fact payload artifact not found: {payload_id}")
             head = len(run.events) if run else 0
             if expected_seq is not None and head != expected_seq:
                 raise _rules.head_moved(run_id, expected_seq, head)
+            if data is not None:
+                self._artifacts.setdefault(payload_id, (ArtifactKind.FACT_PAYLOAD, data))
             if run is None:
                 run = self._runs[run_id] = _Run()
             seq = len(run.events) + 1

@@ -176,6 +176,17 @@ class FactStore(Protocol):
         """
         ...
 
+    async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
+                          expected_seq: int | None = None) -> FactBinding:
+        """Store ``data`` (a ``FactPayload`` artifact) and bind ``key`` to it, as one write.
+
+        The artifact, the binding and its ``fact_recorded`` event share one transaction (one
+        fsync instead of two for ``put`` then ``bind_fact``). If ``key`` is already bound,
+        nothing is written, not even the artifact, and the existing binding is returned.
+        ``expected_seq`` as for :meth:`bind_fact`. Durable on return.
+        """
+        ...
+
     async def get_fact(self, run_id: RunId, key: FactKey) -> ArtifactId | None: ...
 
     async def facts(self, run_id: RunId) -> dict[FactKey, ArtifactId]: ...

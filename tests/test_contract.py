@@ -309,3 +309,22 @@ async def test_bind_fact_with_expected_seq_refuses_a_moved_head(store: Store) ->
     assert (bound.inserted, bound.seq) == (True, 3)
     again = await store.bind_fact(run, "k", pid, expected_seq=0)  # bound: nothing to refuse
     assert (again.inserted, again.seq) == (False, 3)
+
+
+async def test_record_fact_stores_payload_binding_and_event_together(store: Store) -> None:
+    run = RunId.new()
+    data = b'{"price":42}'
+    first = await store.record_fact(run, "k", data)
+    assert (first.payload_id, first.inserted, first.seq) == (
+        hashlib.sha256(data).hexdigest(), True, 1)
+    assert await store.get(first.payload_id) == data
+    assert await store.facts(run) == {"k": first.payload_id}
+    (event,) = await store.read_range(run)
+    assert isinstance(event.event, DomainEvent) and event.event.name == "fact_recorded"
+    loser = await store.record_fact(run, "k", b'{"price":43}')
+    assert (loser.payload_id, loser.inserted, loser.seq) == (first.payload_id, False, 1)
+    assert not await store.exists(hashlib.sha256(b'{"price":43}').hexdigest())
+    with pytest.raises(ConcurrencyError):
+        await store.record_fact(run, "j", b"1", expected_seq=0)
+    assert not await store.exists(hashlib.sha256(b"1").hexdigest())
+    assert await store.head_seq(run) == 1

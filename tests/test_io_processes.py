@@ -119,6 +119,7 @@ async def test_four_processes_race_on_one_key_and_all_get_the_winner(tmp_path: P
         assert await store.head_seq(run) == 3
         assert sorted(e.event.payload["key"] for e in events
                       if isinstance(e.event, DomainEvent)) == sorted(["quote", now_key, random_key])
-        # Every loser's payload was stored before it lost: artifacts are idempotent, not bound.
+        # Payload and binding are one write: a loser's payload is never stored.
         for a in answers:
-            assert await store.exists(artifact_id_for_bytes(bytes([a["worker"]]) * 8))
+            own_noise = artifact_id_for_bytes(bytes([a["worker"]]) * 8)
+            assert await store.exists(own_noise) == (bytes([a["worker"]]) * 8 == noise)

@@ -342,6 +342,8 @@ async def test_stale_index_loses_to_the_durable_binding_and_serves_the_winner(
     assert await stale.get("k") == pid
     assert bound == [FactBinding(pid, False, 1)]
     assert len(await fact_events(store, run)) == 1
+    # StoreFactRecorder stores payload and binding in one write: the loser's is never stored.
+    assert not await store.exists(artifact_id_for_json({"n": "late"}))
 
 
 # record_value / get_recorded_fact

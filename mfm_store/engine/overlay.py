@@ -76,6 +76,10 @@ class OverlayStore:
             await self.overlay.put(ArtifactKind.FACT_PAYLOAD, await self.base.get(payload_id))
         return await self.overlay.bind_fact(run_id, key, payload_id, expected_seq=expected_seq)
 
+    async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
+                          expected_seq: int | None = None) -> FactBinding:
+        return await self.overlay.record_fact(run_id, key, data, expected_seq=expected_seq)
+
     async def get_fact(self, run_id: RunId, key: FactKey) -> ArtifactId | None:
         return await self.overlay.get_fact(run_id, key)
 

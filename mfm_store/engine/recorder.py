@@ -88,8 +88,18 @@ class EngineFactRecorder:
     def __init__(self, writer: RunWriter) -> None:
         self._writer = writer
 
+    @property
+    def payload_store(self) -> object:
+        return self._writer.store
+
     async def record_fact_binding(self, key: FactKey, payload_id: ArtifactId) -> FactBinding:
         check_fact_key(key)
         return await self._writer.bind_fact(key, payload_id)
+
+    async def record_fact_payload(self, key: FactKey, payload_id: ArtifactId,
+                                  data: bytes) -> FactBinding:
+        """Store ``data`` and bind ``key`` to it in one write (see ``PayloadFactRecorder``)."""
+        check_fact_key(key)
+        return await self._writer.record_fact(key, data)
 
 

@@ -56,6 +56,19 @@ class RunWriter:
             self._head = await self._store.append(self._run_id, self._head, envelopes)
             return self._head
 
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    async def record_fact(self, key: FactKey, data: bytes) -> FactBinding:
+        """Like :meth:`bind_fact`, storing the payload ``data`` in the same write."""
+        async with self._lock:
+            binding = await self._store.record_fact(self._run_id, key, data,
+                                                    expected_seq=self._head)
+            if binding.inserted:
+                self._head = binding.seq
+            return binding
+
     async def bind_fact(self, key: FactKey, payload_id: ArtifactId) -> FactBinding:
         """Bind a fact through the store (first writer wins) and learn the head back.
 

@@ -290,9 +290,21 @@ class SqliteStore:
 
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
                         expected_seq: int | None = None) -> FactBinding:
+        return await self._bind(run_id, key, ArtifactId(payload_id), expected_seq, None)
+
+    async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
+                          expected_seq: int | None = None) -> FactBinding:
+        data = bytes(data)
+        aid = ArtifactId(hashlib.sha256(data).hexdigest())
+        row = (aid, str(ArtifactKind.FACT_PAYLOAD), len(data), checksum(data),
+               _rules.now_millis(), data)
+        return await self._bind(run_id, key, aid, expected_seq, row)
+
+    async def _bind(self, run_id: RunId, key: FactKey, payload_id: ArtifactId,
+                    expected_seq: int | None, artifact_row: tuple[Any, ...] | None
+                    ) -> FactBinding:
         if not isinstance(key, str):
             raise StorageError(f"fact key must be a string, got {key!r}")
-        payload_id = ArtifactId(payload_id)
         body = encode_event(_rules.fact_recorded_event(key, payload_id))
         rid = str(run_id)
 
@@ -302,12 +314,16 @@ class SqliteStore:
                 bound = conn.execute(q.BINDING_GET, (row[0], key)).fetchone()
                 if bound is not None:
                     return FactBinding(ArtifactId(bound[0]), False, bound[1])
-            if conn.execute(q.ARTIFACT_EXISTS, (payload_id,)).fetchone() is None:
+            if artifact_row is None and conn.execute(
+                    q.ARTIFACT_EXISTS, (payload_id,)).fetchone() is None:
                 raise NotFoundError(f"fact payload artifact not found: {payload_id}")
             head = row[1] if row else 0
             if expected_seq is not None and head != expected_seq:
                 raise _rules.head_moved(rid, expected_seq, head)
+            # Checks are done; writes follow.
             now = _rules.now_millis()
+            if artifact_row is not None:
+                conn.execute(q.ARTIFACT_INSERT, artifact_row)
             pk = row[0] if row else conn.execute(q.RUN_INSERT, (rid, now, now)).lastrowid
             seq = head + 1
             conn.execute(q.EVENT_INSERT,
