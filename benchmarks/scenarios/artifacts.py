@@ -15,8 +15,6 @@ from ._base import Scenario, ratio
 
 __all__ = ["SCENARIOS"]
 
-_MAX_PUTS = 2000  # per round and size: small blobs are capped by count, not bytes
-
 
 def _label(size: int) -> str:
     return f"{size >> 20}MiB" if size >= 1 << 20 else f"{size >> 10}KiB"
@@ -36,7 +34,8 @@ async def artifacts(ctx: Context) -> ScenarioResult:
         stack.callback(raw.close)
         sides: list[Side] = []
         for size in p.artifact_bytes:
-            count = max(3, min(_MAX_PUTS, p.artifact_total // size))
+            # Small blobs are capped by count (as many as append_seq appends), big ones by bytes.
+            count = max(3, min(p.seq_appends, p.artifact_total // size))
 
             async def ours(_r: int, size: int = size, count: int = count) -> Sample:
                 blobs = random_blobs(size, count)
