@@ -74,7 +74,13 @@ from .events import (
     StateFailed,
     event_from_json,
 )
-from .facts import FactIndex, FactRecorder, NoopFactRecorder, StoreFactRecorder
+from .facts import (
+    FactIndex,
+    FactRecorder,
+    NoopFactRecorder,
+    PayloadFactRecorder,
+    StoreFactRecorder,
+)
 from .ids import ArtifactId, ContextKey, ErrorCode, FactKey, OpId, OpPath, RunId, StateId
 from .live_io import (
     IoCall,
@@ -156,6 +162,7 @@ __all__ = [
     "OpId",
     "OpPath",
     "OverlayStore",
+    "PayloadFactRecorder",
     "PlanState",
     "RateLimitedError",
     "ReplayIo",

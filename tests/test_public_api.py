@@ -12,7 +12,8 @@ EXPECTED = {
     "artifact_id_for_json", "canonical_json_bytes", "event_from_json", "json_contains_secrets",
     "redact_error_info", "string_contains_secrets",
     # IO layer (SPEC §6)
-    "FactIndex", "FactRecorder", "NoopFactRecorder", "StoreFactRecorder", "IoCall",
+    "FactIndex", "FactRecorder", "NoopFactRecorder", "PayloadFactRecorder", "StoreFactRecorder",
+    "IoCall",
     "IoProvider", "IoResult", "LiveIo", "LiveIoEnv", "LiveIoTransport", "LiveIoTransportFactory",
     "RouterLiveIoTransportFactory", "TransportRegistry", "TransportRegistryError",
     "UnimplementedLiveIoTransportFactory", "ReplayIo",
