@@ -13,6 +13,7 @@ from mfm_store import (
     DomainEvent,
     ErrorCategory,
     ErrorInfo,
+    Event,
     EventEnvelope,
     MemoryStore,
     RunCompleted,
@@ -23,6 +24,7 @@ from mfm_store import (
     StateEntered,
     StateError,
     StateFailed,
+    StateId,
     canonical_json_bytes,
 )
 from mfm_store.errors import NotFoundError
@@ -46,9 +48,9 @@ async def _run(store: SqliteStore | MemoryStore, *, ts: int | None = None,
     initial = await store.put(ArtifactKind.CONTEXT_SNAPSHOT, b"{}")
     after = await store.put(ArtifactKind.CONTEXT_SNAPSHOT, canonical_json_bytes({"n": 1}))
     blob = await store.put(ArtifactKind.other("blob"), b"\x00\xffraw bytes")
-    error = StateError(S1, ErrorInfo("flaky", ErrorCategory.RPC, True, "flaky",
+    error = StateError(StateId(S1), ErrorInfo("flaky", ErrorCategory.RPC, True, "flaky",
                                      {"try": 1, "ratio": 0.25}))
-    events = [
+    events: list[Event] = [
         RunStarted("op", manifest, initial),
         StateEntered(S1, 0, initial),
         StateFailed(S1, error, None),
@@ -61,7 +63,7 @@ async def _run(store: SqliteStore | MemoryStore, *, ts: int | None = None,
     head = await store.append(run, 0, envs)
     payload = await store.put(ArtifactKind.FACT_PAYLOAD, canonical_json_bytes({"price": 42}))
     head = (await store.bind_fact(run, "http:get|/price", payload)).seq
-    tail = [StateCompleted(S1, after), RunCompleted(RunStatus.COMPLETED, after)]
+    tail: list[Event] = [StateCompleted(S1, after), RunCompleted(RunStatus.COMPLETED, after)]
     await store.append(run, head, [EventEnvelope(run, head + i + 1, None, e)
                                    for i, e in enumerate(tail)])
     return run

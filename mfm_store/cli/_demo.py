@@ -118,15 +118,21 @@ async def _run_child(path: Path, run_id: RunId) -> tuple[int, list[tuple[str, st
     crashed_in: str | None = None
     try:
         assert proc.stdout is not None and proc.stderr is not None
-        async with asyncio.timeout(_CHILD_TIMEOUT):
-            while crashed_in is None:
-                line = await proc.stdout.readline()
-                if not line:
-                    break
-                message: dict[str, Any] = json.loads(line)
-                if "call" in message:
-                    calls.append((message["call"], message["key"]))
-                crashed_in = message.get("crash_point")
+        try:
+            async with asyncio.timeout(_CHILD_TIMEOUT):
+                while crashed_in is None:
+                    line = await proc.stdout.readline()
+                    if not line:
+                        break
+                    if not line.startswith(b"{"):
+                        continue  # not ours (a library printing something)
+                    message: dict[str, Any] = json.loads(line)
+                    if "call" in message:
+                        calls.append((message["call"], message["key"]))
+                    crashed_in = message.get("crash_point")
+        except TimeoutError:
+            raise MfmError(f"the demo's child process did not reach its crash point within "
+                           f"{_CHILD_TIMEOUT:g} s", code=CODE_DEMO_FAILED) from None
         proc.kill()  # SIGKILL: no cleanup, no close, no flush
         await proc.wait()
         if crashed_in is None:
@@ -185,6 +191,10 @@ async def run_demo(path: Path, copy: Path) -> DemoReport:
         verify_ok=verify_ok, copy_bytes=copy.stat().st_size, replay=report, seconds=seconds)
 
 
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
 def _money(cents: int, symbol: str) -> str:
     return f"{symbol}{cents // 100}.{cents % 100:02d}"
 
@@ -202,16 +212,17 @@ def story(r: DemoReport) -> str:
         f"database: {r.path}",
         "",
         f"1. record  child process {r.child_pid} ran run {run} live;",
-        f"           its transport was called {len(r.child_calls)} times:",
+        f"           its transport was called {_times(len(r.child_calls))}:",
         *(f"             {ns:<{w}}  {key}" for ns, key in r.child_calls),
         "           the clock and the random source were recorded as facts too",
         f"2. crash   SIGKILL inside {r.crashed_in} (attempt 0), right after the broker's answer",
         f"           was recorded: {r.events_at_crash} events, {r.facts_at_crash} facts on disk, "
         f"verify {'ok' if r.verify_at_crash else 'FAILED'}",
-        f"3. resume  process {os.getpid()} retried {SUBMIT} "
-        f"(attempts {r.resumed_attempts}), re-using recorded facts:",
+        f"3. resume  this process ({os.getpid()}) retried {SUBMIT} as attempt "
+        f"{r.resumed_attempts[-1]},",
+        "           re-using the facts recorded before the crash:",
         *(f"             {key}  (from the file: transport not called)" for key in r.reused),
-        f"           its transport was called {len(r.resumed_calls)} time(s):",
+        f"           its transport was called {_times(len(r.resumed_calls))}, for new facts only:",
         *(f"             {ns:<{w}}  {key}" for ns, key in r.resumed_calls),
         f"           run {r.result.status.value.lower()}: order {ctx.get('order_id')} "
         f"{ctx.get('status')}, {ctx.get('qty')} x {ctx.get('symbol')} = "
@@ -242,7 +253,6 @@ async def _demo(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot create {path.parent} ({exc.strerror}); choose a file with "
                        "--db PATH", EXIT_FILE, "demo_path_unusable") from None
-    print(f"mfm-store demo: recording into {path}", file=sys.stderr)
     report = await run_demo(path, copy_path_for(path))
     print(story(report))
     return EXIT_OK if report.replay.identical and report.verify_ok else 1

@@ -1,7 +1,7 @@
 """The demo's first process: starts the run live and waits, inside ``submit``, to be killed.
 
 ``python -m mfm_store.cli._demo_child DB RUN_ID`` reports on stdout, one JSON object a line:
-``{"pid": n}`` first, ``{"call": namespace, "key": fact_key}`` for every transport call, and
+``{"call": namespace, "key": fact_key}`` for every transport call, and
 ``{"crash_point": state_id}`` once the broker's answer is durable. The parent then kills it with
 SIGKILL. ``{"finished": ...}`` would mean it was not killed.
 """
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 
 from ..engine import start
 from ..ids import RunId
 from ..sqlite import SqliteStore
-from ._demo_flow import INITIAL_CONTEXT, build_plan, transports
+from ._demo_flow import CONFIG, INITIAL_CONTEXT, build_plan, transports
 
 
 def _say(**message: object) -> None:
@@ -30,10 +29,10 @@ async def _wait_to_be_killed(state_id: str) -> None:
 
 
 async def _main(db: str, run_id: str) -> None:
-    _say(pid=os.getpid())
     plan = build_plan(crash_point=_wait_to_be_killed)
     async with SqliteStore.open(db) as store:
-        result = await start(store, plan, INITIAL_CONTEXT, run_id=RunId.parse(run_id),
+        result = await start(store, plan, INITIAL_CONTEXT, config=CONFIG,
+                             run_id=RunId.parse(run_id),
                              transports=transports(lambda ns, key: _say(call=ns, key=key)))
     _say(finished=result.status.value)
 

@@ -13,17 +13,19 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..engine import Context, EventRecorder, ExecutionPlan, PlanState
+from ..engine import Context, EventProfile, EventRecorder, ExecutionPlan, PlanState, RunConfig
 from ..events import DomainEvent
 from ..live_io import IoCall, IoProvider, LiveIoEnv, LiveIoTransportFactory
 
-__all__ = ["INITIAL_CONTEXT", "OP_ID", "STATES", "CallLog", "build_plan", "transports"]
+__all__ = ["CONFIG", "INITIAL_CONTEXT", "OP_ID", "STATES", "CallLog", "build_plan",
+           "transports"]
 
 OP_ID = "demo"
 QUOTE, STAMP, SUBMIT, CONFIRM = (f"demo.order.{s}" for s in ("quote", "stamp", "submit",
                                                               "confirm"))
 STATES = (QUOTE, STAMP, SUBMIT, CONFIRM)
 INITIAL_CONTEXT: dict[str, Any] = {"symbol": "ACME", "qty": 10, "pair": "USD/EUR"}
+CONFIG = RunConfig(event_profile=EventProfile.NORMAL)  # keep the domain event in the stream
 
 CallLog = Callable[[str, str], None]
 """``log(namespace, fact_key)``: told of every call that reaches the transport."""

@@ -78,7 +78,7 @@ def _line(env: EventEnvelope, full_ids: bool) -> str:
     label, text = describe(env.event, full_ids=full_ids)
     at = "" if env.ts_millis is None else f"  @ {iso_millis(env.ts_millis)}"
     kind = label if not isinstance(env.event, DomainEvent) else f"· {label}"
-    return f"{env.seq:>6}  {kind:<16} {text}{at}"
+    return f"{env.seq:>6}  {kind:<17} {text}{at}"
 
 
 async def _runs(args: argparse.Namespace) -> int:
