@@ -112,7 +112,9 @@ class MemoryStore:
     def _commit(run: _Run, envelopes: list[EventEnvelope]) -> None:
         for env in envelopes:
             run.events.append(env)
-            run.op_id = _rules.op_id_of(env.event) or run.op_id  # type: ignore[assignment]
+            op_id = _rules.op_id_of(env.event)
+            if op_id is not None:
+                run.op_id = OpId(op_id)
             run.status = _rules.status_after(env.event) or run.status
         run.updated = _rules.now_millis()
 

@@ -332,3 +332,15 @@ async def test_a_caller_cancelled_before_its_batch_starts_writes_nothing(tmp_pat
         assert await follower == 1
         assert await store.head_seq(run) == 0
         assert await store.head_seq(other) == 1
+
+
+async def test_read_only_open_of_a_live_file_follows_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    run = RunId.new()
+    async with SqliteStore.open(path) as writer:
+        await writer.append(run, 0, [tick(run, 1)])
+        async with SqliteStore.open(path, read_only=True) as reader:
+            assert await reader.head_seq(run) == 1
+            await writer.append(run, 1, [tick(run, 2), tick(run, 3)])
+            assert [e.seq for e in await reader.read_range(run)] == [1, 2, 3]
+            assert (await reader.verify()).ok

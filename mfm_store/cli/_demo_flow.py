@@ -123,4 +123,4 @@ def build_plan(crash_point: CrashPoint = _no_crash,
     handlers = (quote, stamp, submit, confirm)
     states = tuple(PlanState(sid, h) for sid, h in zip(STATES, handlers, strict=True))
     # ExecutionPlan's ``converter=tuple`` leaves mypy an unsolved type variable.
-    return ExecutionPlan(OP_ID, states)  # type: ignore[arg-type]
+    return ExecutionPlan(OP_ID, states)

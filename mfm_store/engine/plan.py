@@ -56,12 +56,16 @@ def _edges(value: Iterable[tuple[str, str]]) -> tuple[tuple[StateId, StateId], .
     return tuple((StateId(a), StateId(b)) for a, b in value)
 
 
+def _states(value: Iterable[PlanState]) -> tuple[PlanState, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class ExecutionPlan:
     """An op's states and the ``(before, after)`` edges between them."""
 
     op_id: OpId = attrs.field(converter=OpId)
-    states: tuple[PlanState, ...] = attrs.field(converter=tuple)
+    states: tuple[PlanState, ...] = attrs.field(converter=_states)
     edges: tuple[tuple[StateId, StateId], ...] = attrs.field(default=(), converter=_edges)
 
     def state(self, state_id: str) -> PlanState | None:

@@ -492,10 +492,11 @@ def _prepare(path: Path, durability: Durability, read_only: bool,
     is_wal = inspect_file(path)[1] if exists else False
     uri = path.resolve().as_uri()
     if read_only:
-        wal = Path(f"{path}-wal")
-        live_wal = wal.exists() and wal.stat().st_size > 0
-        # Plain mode=ro on a WAL file creates -wal/-shm files; a quiescent copy needs neither.
-        uri += "?mode=ro" if (live_wal or not is_wal) else "?mode=ro&immutable=1"
+        # Plain mode=ro on a WAL file creates -wal/-shm files. A file no process has open
+        # (neither exists: a copy, or a closed store) is read as immutable, which needs
+        # neither; a file some process has open is read through the shared WAL index.
+        in_use = Path(f"{path}-wal").exists() or Path(f"{path}-shm").exists()
+        uri += "?mode=ro&immutable=1" if (is_wal and not in_use) else "?mode=ro"
         with map_errors(str(path)):
             probe = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:
