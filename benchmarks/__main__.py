@@ -6,13 +6,17 @@ Examples::
     python -m benchmarks --quick               # about a minute
     python -m benchmarks --only append_seq,facts --rounds 9
     python -m benchmarks --smoke --out /tmp/b  # seconds; checks the harness, not the figures
+    python -m benchmarks --quick --only facts --cprofile   # where our time goes
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import datetime
+import io
+import pstats
 import shutil
 import sys
 import tempfile
@@ -22,12 +26,12 @@ from pathlib import Path
 
 from . import report
 from .chart import concurrency_chart
+from .context import Context
 from .machine import describe, load_average
 from .peers import peer_statuses
 from .profiles import PROFILES
 from .results import ScenarioResult
 from .scenarios import SCENARIOS, select
-from .workload import Context
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -49,13 +53,26 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the database files go (default: a temporary folder inside "
                         "--out, so the files sit on the same filesystem as the results)")
     p.add_argument("--no-peers", action="store_true", help="skip eventsourcing and DBOS")
+    p.add_argument("--cprofile", action="store_true",
+                   help="profile our store's measured rounds (not the references') and write "
+                        "profile_<scenario>.txt next to the report")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return p
 
 
-async def _run_all(ctx: Context, only: str | None) -> list[ScenarioResult]:
+def _write_profile(profiler: cProfile.Profile, path: Path) -> None:
+    stream = io.StringIO()
+    stats = pstats.Stats(profiler, stream=stream)
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumulative").print_stats(40)
+    path.write_text(stream.getvalue(), encoding="utf-8")
+
+
+async def _run_all(ctx: Context, only: str | None, out: Path,
+                   profile: bool) -> list[ScenarioResult]:
     results = []
     for scenario in select(only):
+        ctx.profiler = cProfile.Profile() if profile else None
         print(f"[{scenario.id}] {scenario.title} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         try:
@@ -65,6 +82,8 @@ async def _run_all(ctx: Context, only: str | None) -> list[ScenarioResult]:
             print(result.error, file=sys.stderr)
         result.seconds = time.perf_counter() - start
         print(f"[{scenario.id}] done in {result.seconds:.1f} s", file=sys.stderr, flush=True)
+        if ctx.profiler is not None:
+            _write_profile(ctx.profiler, out / f"profile_{scenario.id}.txt")
         results.append(result)
     return results
 
@@ -98,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = describe(workdir)
     start = time.perf_counter()
     try:
-        results = asyncio.run(_run_all(ctx, args.only))
+        results = asyncio.run(_run_all(ctx, args.only, out, args.cprofile))
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -15,7 +15,7 @@ import math
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,6 +24,7 @@ TIMES = "\u00d7"  # the multiplication sign of "0.91x"
 __all__ = [
     "TIMES",
     "Finding",
+    "Hook",
     "Metric",
     "Sample",
     "Side",
@@ -92,12 +93,16 @@ class Stopwatch:
         return Sample(ops, self.seconds, lat, dict(extra or {}))
 
 
-async def run_interleaved(sides: Sequence[Side], rounds: int,
-                          warmup: int = 0) -> dict[str, list[Sample]]:
+Hook = Callable[[Side], AbstractContextManager[object]]
+
+
+async def run_interleaved(sides: Sequence[Side], rounds: int, warmup: int = 0,
+                          hook: Hook | None = None) -> dict[str, list[Sample]]:
     """Run every side ``rounds`` times, rotating the order each round; return samples by name.
 
     A garbage collection runs before every measured section, so that one side's garbage is not
-    collected on the next side's clock.
+    collected on the next side's clock. ``hook(side)``, if given, wraps each measured round
+    (the profiler uses it).
     """
     for w in range(warmup):
         for side in sides:
@@ -109,7 +114,8 @@ async def run_interleaved(sides: Sequence[Side], rounds: int,
         order = [sides[(r + i) % n] for i in range(n)] if n else []
         for side in order:
             gc.collect()
-            samples[side.name].append(await side.run(r))
+            with hook(side) if hook else nullcontext():
+                samples[side.name].append(await side.run(r))
     return samples
 
 

@@ -7,19 +7,12 @@ Both sides of a comparison get the same data; anything a caller would have ready
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mfm_store.events import DOMAIN_FACT_RECORDED, DomainEvent, EventEnvelope
 from mfm_store.ids import RunId
 
-from .peers import PeerStatus
-from .profiles import Profile
-
-__all__ = [
-    "Context", "bench_event", "envelopes", "fact_answer", "fact_recorded", "random_blobs",
-]
+__all__ = ["bench_event", "envelopes", "fact_answer", "fact_recorded", "random_blobs"]
 
 _NOTE = "workflow step finished; nothing to see here"  # ~40 bytes of text per event
 
@@ -48,26 +41,3 @@ def fact_answer(i: int) -> dict[str, Any]:
 def random_blobs(size: int, count: int) -> list[bytes]:
     """Distinct random blobs, so that content addressing never deduplicates a put."""
     return [os.urandom(size) for _ in range(count)]
-
-
-@dataclass
-class Context:
-    """What every scenario gets: the workload sizes, a scratch folder and the peers' status."""
-
-    profile: Profile
-    workdir: Path
-    peers: dict[str, PeerStatus]
-    use_peers: bool = True
-    _counter: int = field(default=0, repr=False)
-
-    def path(self, name: str) -> Path:
-        """A fresh file name in the scratch folder."""
-        self._counter += 1
-        return self.workdir / f"{self._counter:03d}_{name}.db"
-
-    def peer(self, name: str) -> str | None:
-        """``None`` if the peer can run, else the reason it is skipped."""
-        if not self.use_peers:
-            return "peers disabled (--no-peers)"
-        status = self.peers[name]
-        return None if status.available else status.reason

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..context import Context
 from ..harness import TIMES, Finding, Metric, Sample, Target, paired_ratios
 from ..results import ScenarioResult
-from ..workload import Context
 
 __all__ = ["Scenario", "ratio"]
 

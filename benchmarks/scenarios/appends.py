@@ -7,10 +7,11 @@ from contextlib import AsyncExitStack
 from mfm_store.ids import RunId
 from mfm_store.sqlite import Durability, SqliteStore
 
-from ..harness import Finding, Sample, Side, Stopwatch, Target, run_interleaved
+from ..context import Context
+from ..harness import Finding, Sample, Side, Stopwatch, Target
 from ..raw import RawDb, event_rows
 from ..results import ScenarioResult
-from ..workload import Context, envelopes
+from ..workload import envelopes
 from ._base import Scenario, ratio
 from ._sides import concurrent_appends, raw_sequential_appends, sequential_appends
 
@@ -45,7 +46,7 @@ async def append_seq(ctx: Context) -> ScenarioResult:
             raw_sequential_appends("raw_check", "sqlite3, same rows + head SELECT, full", raw,
                                    p.seq_appends, check_head=True),
         ]
-        samples = await run_interleaved(sides, p.rounds, p.warmup)
+        samples = await ctx.measure(sides)
     res.add_sides(sides, samples)
     res.findings.append(ratio(samples, "ours", "raw", "appends/s, ours over raw sqlite3",
                               Target(">=", 0.85)))
@@ -65,7 +66,7 @@ async def append_concurrent(ctx: Context) -> ScenarioResult:
         store = await _open(stack, ctx, "ours")
         sides = [concurrent_appends(f"ours_c{n}", f"{n} task(s), full", store, n,
                                     p.concurrent_appends) for n in p.concurrency]
-        samples = await run_interleaved(sides, p.rounds, p.warmup)
+        samples = await ctx.measure(sides)
     res.add_sides(sides, samples)
     base = f"ours_c{p.concurrency[0]}"
     for n in p.concurrency[1:]:
@@ -110,7 +111,7 @@ async def append_bulk(ctx: Context) -> ScenarioResult:
 
         sides = [Side("ours", "SqliteStore.append, encodes events", "events", ours),
                  Side("raw", "sqlite3 executemany, pre-encoded rows", "events", raw_side)]
-        samples = await run_interleaved(sides, p.rounds, p.warmup)
+        samples = await ctx.measure(sides)
     res.add_sides(sides, samples)
     res.findings.append(ratio(samples, "ours", "raw", "events/s, ours over raw sqlite3",
                               Target(">=", 0.5)))
@@ -132,7 +133,7 @@ async def durability(ctx: Context) -> ScenarioResult:
                                             p.seq_appends))
             sides.append(raw_sequential_appends(f"raw_{d}", f"sqlite3, {d}",
                                                 _raw(stack, ctx, f"raw_{d}", d), p.seq_appends))
-        samples = await run_interleaved(sides, p.rounds, p.warmup)
+        samples = await ctx.measure(sides)
     res.add_sides(sides, samples)
     findings: list[Finding] = [
         ratio(samples, "ours_full", "raw_full", "ours over raw, full", Target(">=", 0.85)),

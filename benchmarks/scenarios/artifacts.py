@@ -7,10 +7,11 @@ from contextlib import AsyncExitStack
 from mfm_store.sqlite import SqliteStore
 from mfm_store.stores import ArtifactKind
 
-from ..harness import Sample, Side, Stopwatch, Target, run_interleaved
+from ..context import Context
+from ..harness import Sample, Side, Stopwatch, Target
 from ..raw import RawDb, row_checksum
 from ..results import ScenarioResult
-from ..workload import Context, random_blobs
+from ..workload import random_blobs
 from ._base import Scenario, ratio
 
 __all__ = ["SCENARIOS"]
@@ -57,7 +58,7 @@ async def artifacts(ctx: Context) -> ScenarioResult:
             tag = _label(size)
             sides.append(Side(f"ours_{tag}", f"SqliteStore.put {tag}", "puts", ours))
             sides.append(Side(f"raw_{tag}", f"SHA-256 + sqlite3 insert {tag}", "puts", raw_side))
-        samples = await run_interleaved(sides, p.rounds, p.warmup)
+        samples = await ctx.measure(sides)
     res.add_sides(sides, samples)
     for size in p.artifact_bytes:
         tag = _label(size)

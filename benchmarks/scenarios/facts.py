@@ -13,11 +13,12 @@ from mfm_store.live_io import IoCall, LiveIo
 from mfm_store.sqlite import SqliteStore
 from mfm_store.stores import ArtifactKind
 
-from ..harness import Sample, Side, Stopwatch, Target, run_interleaved
+from ..context import Context
+from ..harness import Sample, Side, Stopwatch, Target
 from ..peers import DbosPeer, EventsourcingPeer
 from ..raw import RawDb, artifact_row, event_rows
 from ..results import ScenarioResult
-from ..workload import Context, fact_answer, fact_recorded
+from ..workload import fact_answer, fact_recorded
 from ._base import Scenario, ratio
 
 __all__ = ["SCENARIOS"]
@@ -67,7 +68,7 @@ def _live_sides(store: SqliteStore, n: int) -> list[Side]:
             await asyncio.gather(*(worker(io, calls) for io, calls in plans))
         return sw.sample(per_task * _TASKS)
 
-    return [Side("live_seq", "LiveIo.call, 1 task (put + bind_fact)", "facts", sequential),
+    return [Side("live_seq", "LiveIo.call, 1 task", "facts", sequential),
             Side(f"live_c{_TASKS}", f"LiveIo.call, {_TASKS} tasks on distinct runs", "facts",
                  concurrent)]
 
@@ -141,8 +142,9 @@ async def facts(ctx: Context) -> ScenarioResult:
     p = ctx.profile
     res = ScenarioResult(
         "facts", "Fact recording through LiveIo (durable, instant transport)",
-        f"ours: LiveIo.call with a fresh fact key ({p.facts} per round): canonical JSON, payload "
-        "put, in-memory bind, bind_fact (binding + fact_recorded event), each durable (full). "
+        f"ours: LiveIo.call with a fresh fact key ({p.facts} per round) and StoreFactRecorder: "
+        "canonical JSON, SHA-256, in-memory bind, then payload artifact + binding + "
+        "fact_recorded event made durable (full) before the call returns. "
         "raw: the same rows in one transaction per fact. eventsourcing: "
         f"{p.peer_events} events per round. DBOS: steps of a workflow (its system database "
         "on SQLite, WAL, synchronous=FULL).")
@@ -170,7 +172,7 @@ async def facts(ctx: Context) -> ScenarioResult:
             sides += _dbos_sides(dbos, p.dbos_steps)
         else:
             res.skipped["dbos"] = reason
-        samples = await run_interleaved(sides, p.rounds, p.warmup)
+        samples = await ctx.measure(sides)
     res.add_sides(sides, samples)
     names = set(samples)
     c = f"_c{_TASKS}"

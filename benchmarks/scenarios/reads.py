@@ -15,10 +15,11 @@ from mfm_store.ids import RunId
 from mfm_store.sqlite import SqliteStore
 from mfm_store.stores import ArtifactKind
 
-from ..harness import Finding, Sample, Side, Stopwatch, Target, run_interleaved
+from ..context import Context
+from ..harness import Finding, Sample, Side, Stopwatch, Target
 from ..raw import load_run
 from ..results import ScenarioResult
-from ..workload import Context, bench_event, fact_answer, fact_recorded
+from ..workload import bench_event, fact_answer, fact_recorded
 from ._base import Scenario, ratio
 
 __all__ = ["SCENARIOS", "build_run"]
@@ -85,7 +86,7 @@ async def cold_load(ctx: Context) -> ScenarioResult:
 
     sides = [Side("ours", "open read-only + read_range + FactIndex", "events", ours),
              Side("raw", "sqlite3 + cbor2.loads + bindings", "events", raw)]
-    samples = await run_interleaved(sides, p.rounds, p.warmup)
+    samples = await ctx.measure(sides)
     res.add_sides(sides, samples)
     res.findings.append(ratio(samples, "ours", "raw", "load time, ours over raw (lower is better)",
                               Target("<=", 2), metric="seconds"))
@@ -118,7 +119,7 @@ async def stream(ctx: Context) -> ScenarioResult:
                   lambda _r: _child("ours", path, run_id)),
              Side("raw", "sqlite3 cursor + cbor2, subprocess", "events",
                   lambda _r: _child("raw", path, run_id))]
-    samples = await run_interleaved(sides, p.stream_rounds, 0)
+    samples = await ctx.measure(sides, p.stream_rounds, 0)
     res.add_sides(sides, samples)
     res.findings.append(Finding(
         "ours peak RSS", f"peak resident memory while streaming {p.stream_events:,} events",
