@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"mode": profile.name, "rounds": profile.rounds, "warmup": profile.warmup,
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "argv": sys.argv[1:] if argv is None else argv, "use_peers": not args.no_peers,
+            "cprofile": args.cprofile,
             "load_before": load_average()}
     machine = describe(workdir)
     start = time.perf_counter()

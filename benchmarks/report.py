@@ -132,6 +132,9 @@ def write_markdown(path: Path, meta: dict[str, Any], machine: dict[str, Any],
              "ran back to back in the same round) and summarised as the median with its "
              f"min{_DASH}max spread. Higher is better unless the target says \u2264.", "",
              "## Targets (SPEC §9)", ""]
+    if meta.get("cprofile"):
+        lines[-2:-2] = ["**Profiled run** (`--cprofile`): our sides ran under cProfile, which "
+                        "slows them several-fold; these ratios are not figures to quote.", ""]
     rows = [[f"`{a}`", f"`{b}`", c, d, e, f"**{g}**"] for a, b, c, d, e, g in _rows(results)]
     lines += [*_table(["scenario", "comparison", "median", "spread", "target", "status"], rows),
               "", "## Machine", "", *_machine_lines(machine, meta), "", "## Peers", ""]

@@ -41,6 +41,16 @@ def _peak_rss_mb() -> float:
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
+def _psutil_rss_mb() -> float | None:
+    """Current resident set via psutil where ``/proc`` is missing (psutil is optional)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    rss: int = psutil.Process().memory_info().rss
+    return rss / (1 << 20)
+
+
 async def _ours(path: Path, run_id: str, page_size: int) -> int:
     count = 0
     async with SqliteStore.open(path, read_only=True) as store:
@@ -52,7 +62,7 @@ async def _ours(path: Path, run_id: str, page_size: int) -> int:
 def main(argv: list[str]) -> int:
     impl, path, run_id = argv[0], Path(argv[1]), argv[2]
     page_size = int(argv[3]) if len(argv) > 3 else 1000
-    base = _status_mb("VmRSS") or _peak_rss_mb()
+    base = _status_mb("VmRSS") or _psutil_rss_mb() or _peak_rss_mb()
     start = time.perf_counter()
     if impl == "ours":
         count = asyncio.run(_ours(path, run_id, page_size))
