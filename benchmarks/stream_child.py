@@ -44,7 +44,7 @@ def _peak_rss_mb() -> float:
 def _psutil_rss_mb() -> float | None:
     """Current resident set via psutil where ``/proc`` is missing (psutil is optional)."""
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         return None
     rss: int = psutil.Process().memory_info().rss
