@@ -67,6 +67,7 @@ class SqliteStore:
         self._reader = reader
         self._writer = writer
         self._closed = False
+        self._run_pks: dict[str, int] = {}
 
     # opening and closing
 
@@ -188,14 +189,26 @@ class SqliteStore:
             op_id = _rules.op_id_of(event) or op_id
             status = _rules.status_after(event) or status
         rid = str(run_id)
+        known_pk = self._run_pks.get(rid)
+        new_head = expected_seq + len(rows)
 
-        def op(conn: sqlite3.Connection) -> int:
+        def op(conn: sqlite3.Connection) -> tuple[int, int | None]:
+            if known_pk is not None and rows and not bindings:
+                # Fast path: one conditional UPDATE checks and moves the head.
+                now = _rules.now_millis()
+                if conn.execute(q.RUN_ADVANCE_FROM, (new_head, now, op_id, status, known_pk,
+                                                     expected_seq)).rowcount == 1:
+                    if len(rows) == 1:
+                        conn.execute(q.EVENT_INSERT, (known_pk, *rows[0]))
+                    else:
+                        conn.executemany(q.EVENT_INSERT, [(known_pk, *r) for r in rows])
+                    return new_head, known_pk
             row = conn.execute(q.RUN_HEAD, (rid,)).fetchone()
             head = row[1] if row else 0
             if head != expected_seq:
                 raise _rules.head_moved(rid, expected_seq, head)
             if not rows:
-                return int(head)
+                return int(head), None
             new_bindings = []
             for key, (pid, seq) in bindings.items():
                 bound = row and conn.execute(q.BINDING_GET, (row[0], key)).fetchone()
@@ -212,11 +225,13 @@ class SqliteStore:
                 conn.execute(q.EVENT_INSERT, (pk, *rows[0]))
             else:
                 conn.executemany(q.EVENT_INSERT, [(pk, *r) for r in rows])
-            new_head = expected_seq + len(rows)
             conn.execute(q.RUN_ADVANCE, (new_head, now, op_id, status, pk))
-            return new_head
+            return new_head, pk
 
-        return int(await self._write(op))
+        head, pk = await self._write(op)
+        if pk is not None:
+            self._run_pks[rid] = pk  # committed: a run's key never changes
+        return int(head)
 
     def _decode(self, run_id: RunId, row: Sequence[Any]) -> EventEnvelope:
         seq, ts, stored_sum, body = row
