@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from .errors import (
@@ -45,7 +46,13 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys
                             allow_nan=False)
 
 
+_SECRET_RE = re.compile("|".join(re.escape(n) for n in _SECRET_NEEDLES))
+_MNEMONIC_MIN_LEN = 12 + 11  # twelve one-letter words and the spaces between them
+
+
 def _looks_like_mnemonic(s: str) -> bool:
+    if len(s) < _MNEMONIC_MIN_LEN:
+        return False
     words = s.split()
     if not 12 <= len(words) <= 24:
         return False
@@ -54,8 +61,7 @@ def _looks_like_mnemonic(s: str) -> bool:
 
 def string_contains_secrets(s: str) -> bool:
     """True if ``s`` names a credential or looks like a 12-24 word mnemonic."""
-    lowered = s.translate(_ASCII_LOWER)
-    return any(n in lowered for n in _SECRET_NEEDLES) or _looks_like_mnemonic(s)
+    return _SECRET_RE.search(s.translate(_ASCII_LOWER)) is not None or _looks_like_mnemonic(s)
 
 
 def json_contains_secrets(value: Any) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import attrs
 
@@ -412,8 +412,9 @@ class LiveIo:
         if not inserted:
             return bound
         try:
-            if data is not None and isinstance(self._recorder, PayloadFactRecorder):
-                durable = await self._recorder.record_fact_payload(key, bound, data)
+            if data is not None:  # only given when self._fused
+                recorder = cast(PayloadFactRecorder, self._recorder)
+                durable = await recorder.record_fact_payload(key, bound, data)
             else:
                 durable = await self._recorder.record_fact_binding(key, bound)
         except BaseException:
