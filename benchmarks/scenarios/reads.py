@@ -19,18 +19,23 @@ from ..context import Context
 from ..harness import Finding, Sample, Side, Stopwatch, Target
 from ..raw import load_run
 from ..results import ScenarioResult
-from ..workload import bench_event, fact_answer, fact_recorded
+from ..workload import bench_event, envelopes, fact_answer, fact_recorded
 from ._base import Scenario, ratio
 
 __all__ = ["SCENARIOS", "build_run"]
 
-_BATCH = 1000
+_NEIGHBOURS = 3
 
-
-async def build_run(path: Path, events: int, facts: int) -> RunId:
+async def build_run(path: Path, events: int, facts: int, *, neighbours: int = 0,
+                    batch: int = 1000) -> RunId:
     """Write one run of ``events`` events, ``facts`` of them ``fact_recorded`` (spread evenly,
-    each with its payload artifact, so the binding table is filled too), then close the file."""
+    each with its payload artifact, so the binding table is filled too), then close the file.
+
+    With ``neighbours``, that many other runs are written alongside, one ``batch`` of each after
+    every batch of the measured run, as concurrent workflows leave a file.
+    """
     run_id = RunId.new()
+    others = [RunId.new() for _ in range(neighbours)]
     every = events // facts if facts else 0
     async with SqliteStore.open(path, durability="normal") as store:
         envs: list[EventEnvelope] = []
@@ -41,11 +46,12 @@ async def build_run(path: Path, events: int, facts: int) -> RunId:
                 envs.append(fact_recorded(run_id, seq, f"quote:{seq}", pid))
             else:
                 envs.append(EventEnvelope(run_id, seq, None, bench_event(seq)))
-            if len(envs) == _BATCH:
+            if len(envs) == batch or seq == events:
                 await store.append(run_id, envs[0].seq - 1, envs)
+                for other in others:
+                    await store.append(other, envs[0].seq - 1,
+                                       envelopes(other, envs[0].seq - 1, len(envs)))
                 envs = []
-        if envs:
-            await store.append(run_id, envs[0].seq - 1, envs)
     return run_id
 
 
@@ -53,21 +59,25 @@ async def cold_load(ctx: Context) -> ScenarioResult:
     p = ctx.profile
     res = ScenarioResult(
         "cold_load", f"Cold open of a copied file + load of a {p.cold_events}-event run",
-        f"A file with one run of {p.cold_events} events ({p.cold_facts} of them fact bindings) is "
+        f"A file with one run of {p.cold_events} events ({p.cold_facts} of them fact bindings), "
+        f"written in batches of 100 interleaved with {_NEIGHBOURS} other runs of the same size, is "
         "copied fresh before every round (untimed; OS caches cannot be dropped here, so the "
         "copy sits in the page cache). Timed: ours = SqliteStore.open(read_only=True) + "
         "read_range (checksums, decode, EventEnvelope objects) + FactIndex.from_store + close; "
-        "raw = sqlite3.connect + SELECT + cbor2.loads of every body + SELECT of the bindings.")
-    source = ctx.path("source")
-    run_id = await build_run(source, p.cold_events, p.cold_facts)
+        "raw = sqlite3.connect + SELECT + cbor2.loads of every body + SELECT of the bindings. "
+        "ours_backup loads a copy of a file made by SqliteStore.backup (compacted) instead.")
+    source, compact = ctx.path("source"), ctx.path("backup")
+    run_id = await build_run(source, p.cold_events, p.cold_facts, neighbours=_NEIGHBOURS,
+                             batch=100)
+    async with SqliteStore.open(source) as store:
+        await store.backup(compact)
 
-    def fresh_copy(tag: str) -> Path:
+    def fresh_copy(tag: str, original: Path = source) -> Path:
         dest = ctx.path(tag)
-        shutil.copyfile(source, dest)
+        shutil.copyfile(original, dest)
         return dest
 
-    async def ours(_r: int) -> Sample:
-        path = fresh_copy("ours")
+    async def load(path: Path) -> Sample:
         sw = Stopwatch()
         with sw.timing():
             async with SqliteStore.open(path, read_only=True) as store:
@@ -75,6 +85,12 @@ async def cold_load(ctx: Context) -> ScenarioResult:
                 index = await FactIndex.from_store(store, run_id)
         assert len(events) == p.cold_events and len(await index.snapshot()) == p.cold_facts
         return sw.sample(len(events))
+
+    async def ours(_r: int) -> Sample:
+        return await load(fresh_copy("ours"))
+
+    async def ours_backup(_r: int) -> Sample:
+        return await load(fresh_copy("ours_backup", compact))
 
     async def raw(_r: int) -> Sample:
         path = fresh_copy("raw")
@@ -85,11 +101,16 @@ async def cold_load(ctx: Context) -> ScenarioResult:
         return sw.sample(len(events))
 
     sides = [Side("ours", "open read-only + read_range + FactIndex", "events", ours),
-             Side("raw", "sqlite3 + cbor2.loads + bindings", "events", raw)]
+             Side("raw", "sqlite3 + cbor2.loads + bindings", "events", raw),
+             Side("ours_backup", "the same, on a copy of a backup() file", "events",
+                  ours_backup)]
     samples = await ctx.measure(sides)
     res.add_sides(sides, samples)
     res.findings.append(ratio(samples, "ours", "raw", "load time, ours over raw (lower is better)",
                               Target("<=", 2), metric="seconds"))
+    res.findings.append(ratio(samples, "ours_backup", "ours",
+                              "load time from a compacted backup over a plain copy",
+                              metric="seconds"))
     return res
 
 
