@@ -50,8 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: benchmarks/results/)")
     p.add_argument("--rounds", type=int, help="interleaved rounds per scenario")
     p.add_argument("--workdir", type=Path,
-                   help="where the database files go (default: a temporary folder inside "
-                        "--out, so the files sit on the same filesystem as the results)")
+                   help="folder on the disk to measure: the database files go to a temporary "
+                        "folder inside it, removed at the end (default: --out)")
     p.add_argument("--no-peers", action="store_true", help="skip eventsourcing and DBOS")
     p.add_argument("--cprofile", action="store_true",
                    help="profile our store's measured rounds (not the references') and write "
@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         profile = replace(profile, rounds=args.rounds)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix=".work-", dir=out))
-    workdir.mkdir(parents=True, exist_ok=True)
+    base: Path = args.workdir or out
+    base.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=".work-", dir=base))
     peers = peer_statuses()
     ctx = Context(profile, workdir, peers, use_peers=not args.no_peers)
     meta = {"mode": profile.name, "rounds": profile.rounds, "warmup": profile.warmup,
@@ -120,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = asyncio.run(_run_all(ctx, args.only, out, args.cprofile))
     finally:
-        if args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     meta["seconds"] = time.perf_counter() - start
     meta["load_after"] = load_average()
     chart = concurrency_chart(results, out / "concurrency.png")
