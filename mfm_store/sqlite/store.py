@@ -13,7 +13,6 @@ from types import TracebackType
 from typing import Any, Literal
 
 import aiosqlite
-import attrs
 import xxhash
 
 from .. import _rules
@@ -30,11 +29,12 @@ from ..ids import ArtifactId, FactKey, OpId, RunId
 from ..stores import ArtifactKind, FactBinding, RunSummary
 from . import _queries as q
 from ._errors import map_errors
+from ._gc import GcReport, refs_since, unreferenced
 from ._schema import check_and_migrate, inspect_file
-from ._verify import VerifyReport, artifact_refs, verify_connection
+from ._verify import VerifyReport, verify_connection
 from ._writer import GroupCommitWriter
 
-__all__ = ["Durability", "GcReport", "SqliteStore"]
+__all__ = ["Durability", "SqliteStore"]
 
 Durability = Literal["full", "normal"]
 _SYNCHRONOUS = {"full": "PRAGMA synchronous = FULL", "normal": "PRAGMA synchronous = NORMAL"}
@@ -416,7 +416,7 @@ class SqliteStore:
         since the scan.
         """
         cutoff = _rules.now_millis() - int(min_age_seconds * 1000)
-        found, heads = await self._in_thread(_unreferenced, cutoff)
+        found, heads = await self._in_thread(unreferenced, cutoff)
         candidates: dict[str, int] = dict(found)
         if apply and candidates:
 
@@ -424,23 +424,13 @@ class SqliteStore:
                 for pk, head in conn.execute(q.RUN_HEADS).fetchall():
                     since = heads.get(pk, 0)
                     if head > since:
-                        for ref in _refs(conn, q.EVENT_BODIES_AFTER, q.BINDING_PAYLOADS_AFTER,
-                                         (pk, since)):
+                        for ref in refs_since(conn, pk, since):
                             candidates.pop(ref, None)
                 conn.executemany(q.ARTIFACT_DELETE, [(aid, cutoff) for aid in candidates])
 
             await self._write(op)
         return GcReport(artifacts=sorted(ArtifactId(a) for a in candidates),
                         bytes=sum(candidates.values()), applied=apply)
-
-
-@attrs.frozen
-class GcReport:
-    """Artifacts no run references (deleted if ``applied``)."""
-
-    artifacts: list[ArtifactId]
-    bytes: int
-    applied: bool
 
 
 def _with_connection(uri: str, where: str, fn: Any, *args: Any) -> Any:
@@ -450,32 +440,6 @@ def _with_connection(uri: str, where: str, fn: Any, *args: Any) -> Any:
             return fn(conn, *args)
         finally:
             conn.close()
-
-
-def _refs(conn: sqlite3.Connection, events_sql: str, bindings_sql: str,
-          params: tuple[Any, ...]) -> set[str]:
-    referenced = {row[0] for row in conn.execute(bindings_sql, params)}
-    for (body,) in conn.execute(events_sql, params):
-        try:
-            referenced.update(artifact_refs(decode_event(body)))
-        except Exception as exc:
-            raise CorruptionError(
-                f"an event cannot be decoded ({exc}); run verify before gc") from exc
-    return referenced
-
-
-def _unreferenced(conn: sqlite3.Connection,
-                  cutoff: int) -> tuple[list[tuple[str, int]], dict[int, int]]:
-    """One read snapshot: unreferenced artifacts older than ``cutoff``, and each run's head."""
-    conn.execute("BEGIN")
-    try:
-        heads = dict(conn.execute(q.RUN_HEADS).fetchall())
-        referenced = _refs(conn, q.EVENT_BODIES, q.BINDING_PAYLOADS, ())
-        found = [(aid, size) for aid, _kind, size, created in conn.execute(q.ARTIFACT_META)
-                 if aid not in referenced and created <= cutoff]
-    finally:
-        conn.execute("COMMIT")
-    return found, heads
 
 
 class _Opening:
