@@ -97,6 +97,7 @@ from .live_io import (
 )
 from .memory import MemoryStore
 from .replay_io import ReplayIo
+from .sqlite import GcReport, Problem, SqliteStore, VerifyReport
 from .stores import (
     ArtifactKind,
     ArtifactStore,
@@ -141,6 +142,7 @@ __all__ = [
     "FactStore",
     "FixedBackoff",
     "FloatNotAllowedError",
+    "GcReport",
     "IdValidationError",
     "InvalidPlanError",
     "IoCall",
@@ -164,6 +166,7 @@ __all__ = [
     "OverlayStore",
     "PayloadFactRecorder",
     "PlanState",
+    "Problem",
     "RateLimitedError",
     "ReplayIo",
     "ReplayOutcome",
@@ -180,6 +183,7 @@ __all__ = [
     "RunStatus",
     "RunSummary",
     "SecretsNotAllowedError",
+    "SqliteStore",
     "StateCompleted",
     "StateEntered",
     "StateError",
@@ -194,6 +198,7 @@ __all__ = [
     "TransportRegistry",
     "TransportRegistryError",
     "UnimplementedLiveIoTransportFactory",
+    "VerifyReport",
     "artifact_id_for_bytes",
     "artifact_id_for_json",
     "canonical_json_bytes",

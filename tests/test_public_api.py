@@ -1,6 +1,7 @@
 import mfm_store
 
 EXPECTED = {
+    "SqliteStore", "VerifyReport", "GcReport", "Problem",
     "ArtifactId", "ArtifactKind", "ArtifactStore", "CanonicalJsonError", "ConcurrencyError",
     "ContextKey", "CorruptionError", "DomainEvent", "ErrorCategory", "ErrorCode", "ErrorInfo",
     "Event", "EventEnvelope", "EventStore", "FactBinding", "FactKey", "FactStore",
