@@ -51,8 +51,8 @@ async def append_seq(ctx: Context) -> ScenarioResult:
     res.findings.append(ratio(samples, "ours", "raw", "appends/s, ours over raw sqlite3",
                               Target(">=", 0.85)))
     res.findings.append(ratio(samples, "ours", "raw_check",
-                              "ours over raw sqlite3 that also reads the head (the SQL the "
-                              "store must run; the rest of the gap is Python)"))
+                              "ours over raw sqlite3 that also reads the head first, as an "
+                              "optimistic-concurrency check may"))
     return res
 
 
