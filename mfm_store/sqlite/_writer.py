@@ -1,7 +1,10 @@
 """Group commit: concurrent write operations share one transaction and one fsync.
 
 Operations are plain functions of the writer connection, written so that they check before
-they write: a contract error (``MfmError``) leaves nothing behind. Those submitted by tasks that
+they write: a contract error (``MfmError``) leaves nothing behind. A batch made only of
+operations of one class with a ``run_together(conn, ops)`` static method is first offered to
+it (one ``executemany`` instead of a statement per operation); it returns the results, or
+``None`` to have the batch run operation by operation. Those submitted by tasks that
 are ready in the same turn of the event loop form one batch: the first task to submit leads,
 yields once so that the others can join, then runs the batch and one COMMIT; every caller is
 answered only after that COMMIT. If an operation fails in any other way (an SQLite error after
@@ -42,6 +45,16 @@ class _Isolate(Exception):
 
 def _run_shared(conn: sqlite3.Connection, ops: list[Op], where: str) -> list[Outcome]:
     outcomes: list[Outcome] = []
+    together = getattr(ops[0], "run_together", None)
+    if together is not None and len(ops) > 1 and all(type(op) is type(ops[0]) for op in ops):
+        # Ops of one kind may run as one set of statements; None means "not this time".
+        conn.execute("SAVEPOINT together")
+        results = together(conn, ops)
+        if results is not None:
+            conn.execute("RELEASE together")
+            return [(True, r) for r in results]
+        conn.execute("ROLLBACK TO together")
+        conn.execute("RELEASE together")
     for op in ops:
         try:
             outcomes.append((True, op(conn)))

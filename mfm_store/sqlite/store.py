@@ -193,16 +193,6 @@ class SqliteStore:
         new_head = expected_seq + len(rows)
 
         def op(conn: sqlite3.Connection) -> tuple[int, int | None]:
-            if known_pk is not None and rows and not bindings:
-                # Fast path: one conditional UPDATE checks and moves the head.
-                now = _rules.now_millis()
-                if conn.execute(q.RUN_ADVANCE_FROM, (new_head, now, op_id, status, known_pk,
-                                                     expected_seq)).rowcount == 1:
-                    if len(rows) == 1:
-                        conn.execute(q.EVENT_INSERT, (known_pk, *rows[0]))
-                    else:
-                        conn.executemany(q.EVENT_INSERT, [(known_pk, *r) for r in rows])
-                    return new_head, known_pk
             row = conn.execute(q.RUN_HEAD, (rid,)).fetchone()
             head = row[1] if row else 0
             if head != expected_seq:
@@ -228,7 +218,11 @@ class SqliteStore:
             conn.execute(q.RUN_ADVANCE, (new_head, now, op_id, status, pk))
             return new_head, pk
 
-        head, pk = await self._write(op)
+        if known_pk is not None and rows and not bindings:
+            head, pk = await self._write(
+                _KnownRunAppend(known_pk, expected_seq, new_head, op_id, status, rows, op))
+        else:
+            head, pk = await self._write(op)
         if pk is not None:
             self._run_pks[rid] = pk  # committed: a run's key never changes
         return int(head)
@@ -440,6 +434,38 @@ def _with_connection(uri: str, where: str, fn: Any, *args: Any) -> Any:
             return fn(conn, *args)
         finally:
             conn.close()
+
+
+class _KnownRunAppend:
+    """An append to a run whose key is known: one conditional UPDATE checks and moves the
+    head, then the events go in. Appends of one batch run together (two ``executemany``);
+    any head that moved sends the batch (or the op) the general way (``slow``)."""
+
+    __slots__ = ("expected", "new_head", "op_id", "pk", "rows", "slow", "status")
+
+    def __init__(self, pk: int, expected: int, new_head: int, op_id: str | None,
+                 status: str | None, rows: list[tuple[Any, ...]], slow: Any) -> None:
+        self.pk, self.expected, self.new_head = pk, expected, new_head
+        self.op_id, self.status, self.rows, self.slow = op_id, status, rows, slow
+
+    def __call__(self, conn: sqlite3.Connection) -> tuple[int, int | None]:
+        advance = (self.new_head, _rules.now_millis(), self.op_id, self.status, self.pk,
+                   self.expected)
+        if conn.execute(q.RUN_ADVANCE_FROM, advance).rowcount != 1:
+            return self.slow(conn)  # type: ignore[no-any-return]
+        conn.executemany(q.EVENT_INSERT, [(self.pk, *r) for r in self.rows])
+        return self.new_head, self.pk
+
+    @staticmethod
+    def run_together(conn: sqlite3.Connection,
+                     ops: list[_KnownRunAppend]) -> list[tuple[int, int]] | None:
+        now = _rules.now_millis()
+        moved = conn.executemany(q.RUN_ADVANCE_FROM, [
+            (o.new_head, now, o.op_id, o.status, o.pk, o.expected) for o in ops])
+        if moved.rowcount != len(ops):
+            return None
+        conn.executemany(q.EVENT_INSERT, [(o.pk, *r) for o in ops for r in o.rows])
+        return [(o.new_head, o.pk) for o in ops]
 
 
 class _Opening:
