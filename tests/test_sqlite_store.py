@@ -344,3 +344,27 @@ async def test_read_only_open_of_a_live_file_follows_the_writer(tmp_path: Path) 
             await writer.append(run, 1, [tick(run, 2), tick(run, 3)])
             assert [e.seq for e in await reader.read_range(run)] == [1, 2, 3]
             assert (await reader.verify()).ok
+
+
+async def test_batched_appends_to_known_runs_keep_per_append_answers(tmp_path: Path) -> None:
+    runs = [RunId.new() for _ in range(20)]
+    async with SqliteStore.open(tmp_path / "s.db") as store:
+        for r in runs:
+            await store.append(r, 0, [tick(r, 1)])  # the runs are now known to the store
+        ok = await asyncio.gather(*(store.append(r, 1, [tick(r, 2), tick(r, 3)]) for r in runs))
+        assert ok == [3] * 20
+        # One batch: two appends race for the same head of runs[0]; a stale one for runs[1].
+        results = await asyncio.gather(
+            store.append(runs[0], 3, [tick(runs[0], 4, "a")]),
+            store.append(runs[0], 3, [tick(runs[0], 4, "b")]),
+            store.append(runs[1], 2, [tick(runs[1], 3)]),
+            *(store.append(r, 3, [tick(r, 4)]) for r in runs[2:]),
+            return_exceptions=True)
+        assert results[0] == 4 and isinstance(results[1], StorageError)
+        assert results[1].info.code == "event_store_concurrency"
+        assert isinstance(results[2], StorageError)
+        assert results[3:] == [4] * 18
+        (fourth,) = await store.read_range(runs[0], 4)
+        assert isinstance(fourth.event, DomainEvent) and fourth.event.payload["text"] == "a"
+        assert [await store.head_seq(r) for r in runs] == [4, 3] + [4] * 18
+        assert (await store.verify()).ok
