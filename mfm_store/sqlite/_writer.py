@@ -124,6 +124,17 @@ class GroupCommitWriter:
     async def run(self, op: Op) -> Any:
         """Run ``op`` in the next batch; return its result after COMMIT, or raise its error."""
         loop = asyncio.get_running_loop()
+        if not (self._pending or self._leading or self._scheduled or self._on_thread
+                or _others_ready(loop)):
+            # Alone in this turn of the loop: a batch of one, without a future.
+            try:
+                ((ok, value),) = _run_batch(self._conn, [op], self._where, inline=True)
+            except _Busy:
+                pass  # another process writes: take the general path (it waits on a thread)
+            else:
+                if ok:
+                    return value
+                raise value
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((op, fut))
         if not (self._leading or self._scheduled or self._on_thread):
