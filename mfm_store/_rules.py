@@ -66,7 +66,7 @@ def head_moved(run_id: RunId | str, expected: int, head: int) -> ConcurrencyErro
                             code=CODE_CONCURRENCY)
 
 
-def binding_conflict(run_id: RunId, key: str, bound: str, new: str) -> ConcurrencyError:
+def binding_conflict(run_id: RunId | str, key: str, bound: str, new: str) -> ConcurrencyError:
     return ConcurrencyError(
         f"fact {key!r} of run {run_id} is bound to {bound}; refusing {new}",
         code=CODE_FACT_BINDING_CONFLICT)

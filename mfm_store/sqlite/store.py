@@ -190,39 +190,10 @@ class SqliteStore:
             status = _rules.status_after(event) or status
         rid = str(run_id)
         known_pk = self._run_pks.get(rid)
-        new_head = expected_seq + len(rows)
-
-        def op(conn: sqlite3.Connection) -> tuple[int, int | None]:
-            row = conn.execute(q.RUN_HEAD, (rid,)).fetchone()
-            head = row[1] if row else 0
-            if head != expected_seq:
-                raise _rules.head_moved(rid, expected_seq, head)
-            if not rows:
-                return int(head), None
-            new_bindings = []
-            for key, (pid, seq) in bindings.items():
-                bound = row and conn.execute(q.BINDING_GET, (row[0], key)).fetchone()
-                if not bound:
-                    new_bindings.append((key, pid, seq))
-                elif bound[0] != pid:
-                    raise _rules.binding_conflict(run_id, key, bound[0], pid)
-            # Checks are done; writes follow (an op must not fail after it wrote).
-            now = _rules.now_millis()
-            pk = row[0] if row else conn.execute(q.RUN_INSERT, (rid, now, now)).lastrowid
-            for key, pid, seq in new_bindings:
-                conn.execute(q.BINDING_INSERT, (pk, key, pid, seq))
-            if len(rows) == 1:
-                conn.execute(q.EVENT_INSERT, (pk, *rows[0]))
-            else:
-                conn.executemany(q.EVENT_INSERT, [(pk, *r) for r in rows])
-            conn.execute(q.RUN_ADVANCE, (new_head, now, op_id, status, pk))
-            return new_head, pk
-
+        op = _Append(rid, expected_seq, op_id, status, rows, bindings)
         if known_pk is not None and rows and not bindings:
-            head, pk = await self._write(
-                _KnownRunAppend(known_pk, expected_seq, new_head, op_id, status, rows, op))
-        else:
-            head, pk = await self._write(op)
+            op = _KnownRunAppend(rid, expected_seq, op_id, status, rows, bindings, known_pk)
+        head, pk = await self._write(op)
         if pk is not None:
             self._run_pks[rid] = pk  # committed: a run's key never changes
         return int(head)
@@ -333,7 +304,7 @@ class SqliteStore:
             now = _rules.now_millis()
             if artifact_row is not None:
                 conn.execute(q.ARTIFACT_INSERT, artifact_row)
-            pk = row[0] if row else conn.execute(q.RUN_INSERT, (rid, now, now)).lastrowid
+            pk = row[0] if row else _new_run(conn, rid, now)
             seq = head + 1
             conn.execute(q.EVENT_INSERT,
                          (pk, seq, None, "Domain", "fact_recorded", checksum(body, seq), body))
@@ -436,29 +407,78 @@ def _with_connection(uri: str, where: str, fn: Any, *args: Any) -> Any:
             conn.close()
 
 
-class _KnownRunAppend:
-    """An append to a run whose key is known: one conditional UPDATE checks and moves the
-    head, then the events go in. Appends of one batch run together (two ``executemany``);
-    any head that moved sends the batch (or the op) the general way (``slow``)."""
+def _new_run(conn: sqlite3.Connection, rid: str, now: int) -> int:
+    pk = conn.execute(q.RUN_INSERT, (rid, now, now)).lastrowid
+    assert pk is not None
+    return pk
 
-    __slots__ = ("expected", "new_head", "op_id", "pk", "rows", "slow", "status")
 
-    def __init__(self, pk: int, expected: int, new_head: int, op_id: str | None,
-                 status: str | None, rows: list[tuple[Any, ...]], slow: Any) -> None:
-        self.pk, self.expected, self.new_head = pk, expected, new_head
-        self.op_id, self.status, self.rows, self.slow = op_id, status, rows, slow
+class _Append:
+    """The write of one ``append``: check the head and the fact bindings, then write.
+
+    Returns ``(new head, run key)`` (run key None when nothing was written).
+    """
+
+    __slots__ = ("bindings", "expected", "new_head", "op_id", "pk", "rid", "rows", "status")
+
+    def __init__(self, rid: str, expected: int, op_id: str | None, status: str | None,
+                 rows: list[tuple[Any, ...]], bindings: dict[str, tuple[ArtifactId, int]],
+                 pk: int | None = None) -> None:
+        self.rid, self.expected, self.new_head = rid, expected, expected + len(rows)
+        self.op_id, self.status, self.rows, self.bindings, self.pk = (
+            op_id, status, rows, bindings, pk)
 
     def __call__(self, conn: sqlite3.Connection) -> tuple[int, int | None]:
-        advance = (self.new_head, _rules.now_millis(), self.op_id, self.status, self.pk,
+        rid, expected = self.rid, self.expected
+        row = conn.execute(q.RUN_HEAD, (rid,)).fetchone()
+        head = row[1] if row else 0
+        if head != expected:
+            raise _rules.head_moved(rid, expected, head)
+        if not self.rows:
+            return int(head), None
+        new_bindings = []
+        for key, (pid, seq) in self.bindings.items():
+            bound = row and conn.execute(q.BINDING_GET, (row[0], key)).fetchone()
+            if not bound:
+                new_bindings.append((key, pid, seq))
+            elif bound[0] != pid:
+                raise _rules.binding_conflict(rid, key, bound[0], pid)
+        # Checks are done; writes follow (an op must not fail after it wrote).
+        now = _rules.now_millis()
+        pk = row[0] if row else _new_run(conn, rid, now)
+        for key, pid, seq in new_bindings:
+            conn.execute(q.BINDING_INSERT, (pk, key, pid, seq))
+        self._insert_events(conn, pk)
+        conn.execute(q.RUN_ADVANCE, (self.new_head, now, self.op_id, self.status, pk))
+        return self.new_head, pk
+
+    def _insert_events(self, conn: sqlite3.Connection, pk: int) -> None:
+        if len(self.rows) == 1:
+            conn.execute(q.EVENT_INSERT, (pk, *self.rows[0]))
+        else:
+            conn.executemany(q.EVENT_INSERT, [(pk, *r) for r in self.rows])
+
+
+class _KnownRunAppend(_Append):
+    """An append without fact bindings to a run whose key is known: one conditional UPDATE
+    checks and moves the head, then the events go in. Appends of one batch run together
+    (two ``executemany``); if any head moved, the general path decides."""
+
+    __slots__ = ()
+
+    def __call__(self, conn: sqlite3.Connection) -> tuple[int, int | None]:
+        pk = self.pk
+        assert pk is not None
+        advance = (self.new_head, _rules.now_millis(), self.op_id, self.status, pk,
                    self.expected)
         if conn.execute(q.RUN_ADVANCE_FROM, advance).rowcount != 1:
-            return self.slow(conn)  # type: ignore[no-any-return]
-        conn.executemany(q.EVENT_INSERT, [(self.pk, *r) for r in self.rows])
-        return self.new_head, self.pk
+            return super().__call__(conn)
+        self._insert_events(conn, pk)
+        return self.new_head, pk
 
     @staticmethod
     def run_together(conn: sqlite3.Connection,
-                     ops: list[_KnownRunAppend]) -> list[tuple[int, int]] | None:
+                     ops: list[_KnownRunAppend]) -> list[tuple[int, int | None]] | None:
         now = _rules.now_millis()
         moved = conn.executemany(q.RUN_ADVANCE_FROM, [
             (o.new_head, now, o.op_id, o.status, o.pk, o.expected) for o in ops])
