@@ -7,7 +7,7 @@ import hashlib
 import os
 import sqlite3
 import warnings
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Generator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -491,12 +491,12 @@ class _KnownRunAppend(_Append):
 class _Opening:
     """What ``SqliteStore.open`` returns: await it, or use it as ``async with``."""
 
-    def __init__(self, coro: Any) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, SqliteStore]) -> None:
         self._coro = coro
         self._store: SqliteStore | None = None
 
     def __await__(self) -> Generator[Any, None, SqliteStore]:
-        return self._coro.__await__()  # type: ignore[no-any-return]
+        return self._coro.__await__()
 
     async def __aenter__(self) -> SqliteStore:
         self._store = await self._coro
