@@ -29,7 +29,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import IO, Any, Protocol
 
 import attrs
@@ -82,7 +82,8 @@ class TransferError(StorageError):
 class ExportableStore(Store, Protocol):
     """A store whose artifacts can be listed (``SqliteStore``)."""
 
-    def iter_artifacts(self) -> AsyncIterator[tuple[ArtifactId, ArtifactKind, bytes]]: ...
+    def iter_artifacts(self, ids: Iterable[str] | None = None
+                       ) -> AsyncIterator[tuple[ArtifactId, ArtifactKind, bytes]]: ...
 
     async def stats(self) -> dict[str, int]: ...
 
@@ -158,9 +159,7 @@ async def export_jsonl(store: ExportableStore, out: IO[bytes], *, run_id: RunId 
 
     written = out.write(json_line({"format": EXPORT_FORMAT, "version": EXPORT_VERSION}))
     artifacts = 0
-    async for aid, kind, data in store.iter_artifacts():
-        if wanted is not None and aid not in wanted:
-            continue
+    async for aid, kind, data in store.iter_artifacts(wanted):
         written += out.write(json_line({"artifact": aid, "kind": kind.to_json(),
                                     "data": base64.b64encode(data).decode("ascii")}))
         artifacts += 1

@@ -45,6 +45,7 @@ ARTIFACT_INSERT = (
 )
 ARTIFACT_GET = "SELECT checksum, data FROM artifacts WHERE id = ?"
 ARTIFACT_EXISTS = "SELECT 1 FROM artifacts WHERE id = ?"
+ARTIFACT_KIND = "SELECT kind FROM artifacts WHERE id = ?"
 
 VERIFY_RUNS = "SELECT run_pk, run_id, head_seq FROM runs ORDER BY run_pk"
 VERIFY_EVENTS = (

@@ -7,7 +7,7 @@ import hashlib
 import os
 import sqlite3
 import warnings
-from collections.abc import AsyncIterator, Coroutine, Generator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -366,9 +366,19 @@ class SqliteStore:
                 "artifacts": artifacts, "artifact_bytes": artifact_bytes, "file_bytes": size,
                 "wal_bytes": wal.stat().st_size if wal.exists() else 0}
 
-    async def iter_artifacts(self) -> AsyncIterator[tuple[ArtifactId, ArtifactKind, bytes]]:
-        """Every artifact as ``(id, kind, bytes)``, in id order, one at a time (checked)."""
-        for aid, kind, _size, _created in await self._fetchall(q.ARTIFACT_META, ()):
+    async def iter_artifacts(self, ids: Iterable[str] | None = None
+                             ) -> AsyncIterator[tuple[ArtifactId, ArtifactKind, bytes]]:
+        """Every artifact (or those of ``ids`` the store holds) as ``(id, kind, bytes)``, in
+        id order, one at a time; each is checked as by :meth:`get`."""
+        if ids is None:
+            metas = [(aid, kind) for aid, kind, _s, _c in await self._fetchall(q.ARTIFACT_META, ())]
+        else:
+            metas = []
+            for aid in sorted(set(ids)):
+                rows = await self._fetchall(q.ARTIFACT_KIND, (aid,))
+                if rows:
+                    metas.append((aid, rows[0][0]))
+        for aid, kind in metas:
             yield ArtifactId(aid), ArtifactKind.parse(kind), await self.get(aid)
 
     async def gc(self, *, apply: bool = False, min_age_seconds: float = 3600.0) -> GcReport:
