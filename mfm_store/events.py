@@ -278,8 +278,11 @@ def encode_event(event: Event) -> bytes:
 
     Raises ``ValueError`` if a domain payload or error details are not JSON.
     """
-    if isinstance(event, DomainEvent):
-        check_json_value(event.payload)
+    if type(event) is DomainEvent:
+        try:
+            _check_json(event.payload)
+        except (ValueError, RecursionError):
+            check_json_value(event.payload)  # raises with the full message
     elif isinstance(event, StateFailed):
         check_json_value(event.error.info.details, "error details")
     return cbor2.dumps(event.to_json())

@@ -108,6 +108,28 @@ def _run_batch(conn: sqlite3.Connection, ops: list[Op], where: str, *,
             return [(False, translate(cause or exc, where))] * len(ops)
 
 
+def _run_one(conn: sqlite3.Connection, op: Op, where: str) -> Any:
+    """A batch of one on the loop's thread: its result, or its error raised (rolled back).
+
+    Raises ``_Busy`` if another process holds the write lock (nothing was done).
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        result = op(conn)
+        conn.execute("COMMIT")
+        return result
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, MfmError):
+            raise
+        if is_busy(exc):
+            raise _Busy from exc
+        if isinstance(exc, Exception):
+            raise translate(exc, where) from exc
+        raise
+
+
 class GroupCommitWriter:
     """Owns the write connection; :meth:`run` returns after the commit holding the op."""
 
@@ -128,13 +150,9 @@ class GroupCommitWriter:
                 or _others_ready(loop)):
             # Alone in this turn of the loop: a batch of one, without a future.
             try:
-                ((ok, value),) = _run_batch(self._conn, [op], self._where, inline=True)
+                return _run_one(self._conn, op, self._where)
             except _Busy:
                 pass  # another process writes: take the general path (it waits on a thread)
-            else:
-                if ok:
-                    return value
-                raise value
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((op, fut))
         if not (self._leading or self._scheduled or self._on_thread):
