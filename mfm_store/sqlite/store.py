@@ -24,7 +24,13 @@ from ..errors import (
     NotFoundError,
     StorageError,
 )
-from ..events import DomainEvent, EventEnvelope, decode_event, encode_event
+from ..events import (
+    DOMAIN_FACT_RECORDED,
+    DomainEvent,
+    EventEnvelope,
+    decode_event,
+    encode_event,
+)
 from ..ids import ArtifactId, FactKey, OpId, RunId
 from ..stores import ArtifactKind, FactBinding, RunSummary
 from . import _queries as q
@@ -176,7 +182,8 @@ class SqliteStore:
             if type(event) is DomainEvent:
                 rows.append((env.seq, env.ts_millis, "Domain", event.name,
                              checksum(body, env.seq), body))
-                binding = _rules.fact_binding_of(event)
+                binding = (_rules.fact_binding_of(event)
+                           if event.name == DOMAIN_FACT_RECORDED else None)
                 if binding is not None:
                     key, pid = binding
                     if key not in bindings:
@@ -190,9 +197,11 @@ class SqliteStore:
             status = _rules.status_after(event) or status
         rid = str(run_id)
         known_pk = self._run_pks.get(rid)
-        op = _Append(rid, expected_seq, op_id, status, rows, bindings)
         if known_pk is not None and rows and not bindings:
-            op = _KnownRunAppend(rid, expected_seq, op_id, status, rows, bindings, known_pk)
+            op: _Append = _KnownRunAppend(rid, expected_seq, op_id, status, rows, bindings,
+                                          known_pk)
+        else:
+            op = _Append(rid, expected_seq, op_id, status, rows, bindings)
         head, pk = await self._write(op)
         if pk is not None:
             self._run_pks[rid] = pk  # committed: a run's key never changes
