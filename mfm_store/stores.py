@@ -6,7 +6,7 @@ and passes the same contract suite in ``tests/test_contract.py``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
@@ -20,9 +20,16 @@ __all__ = [
     "EventStore",
     "FactBinding",
     "FactStore",
+    "ProgressFn",
     "RunSummary",
     "Store",
 ]
+
+ProgressFn = Callable[[str, int, "int | None"], None]
+"""``progress(phase, n, total)``: ``n`` more units of ``phase`` (out of ``total``) are done.
+
+Called with ``n = 0`` when a phase starts. Phases: ``"export"`` (units: lines), ``"check"`` and
+``"import"`` (units: bytes of the export), ``"verify"`` (units: rows checked)."""
 
 _NAMED_KINDS = ("Manifest", "ContextSnapshot", "FactPayload", "SecretPayload", "Output")
 

@@ -29,7 +29,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import IO, Any, Protocol
 
 import attrs
@@ -39,7 +39,7 @@ from .errors import NotFoundError, StorageError
 from .events import EventEnvelope, encode_event
 from .ids import ArtifactId, RunId
 from .sqlite._verify import artifact_refs
-from .stores import ArtifactKind, Store
+from .stores import ArtifactKind, ProgressFn, Store
 
 __all__ = [
     "CODE_EXPORT_MALFORMED",
@@ -63,11 +63,7 @@ CODE_EXPORT_MALFORMED = "export_malformed"
 CODE_IMPORT_DIVERGED = "import_diverged"
 CODE_RUN_NOT_FOUND = "run_not_found"
 
-ProgressFn = Callable[[str, int, "int | None"], None]
-"""``progress(phase, n, total)``: ``n`` more units of ``phase`` (out of ``total``) are done.
 
-Called with ``n = 0`` when a phase starts. Phases: ``"export"`` (units: lines),
-``"check"`` and ``"import"`` (units: bytes of the export)."""
 
 _EVENT_BATCH = 1000
 _ARTIFACT_BATCH = 64

@@ -368,3 +368,17 @@ async def test_batched_appends_to_known_runs_keep_per_append_answers(tmp_path: P
         assert isinstance(fourth.event, DomainEvent) and fourth.event.payload["text"] == "a"
         assert [await store.head_seq(r) for r in runs] == [4, 3] + [4] * 18
         assert (await store.verify()).ok
+
+
+async def test_verify_reports_progress_on_the_loop(tmp_path: Path) -> None:
+    run = RunId.new()
+    calls: list[tuple[str, int, int | None]] = []
+    async with SqliteStore.open(tmp_path / "s.db", durability="normal") as store:
+        await store.append(run, 0, [tick(run, s) for s in range(1, 2501)])
+        pid = await store.put(ArtifactKind.FACT_PAYLOAD, b"1")
+        await store.bind_fact(run, "k", pid)
+        report = await store.verify(progress=lambda *call: calls.append(call))
+    assert report.ok
+    assert calls[0] == ("verify", 0, 2503)  # 2501 events, 1 artifact, 1 binding
+    assert {phase for phase, _, _ in calls} == {"verify"}
+    assert sum(n for _, n, _ in calls) == 2503

@@ -152,7 +152,8 @@ def _tqdm() -> Any:
     return tqdm
 
 
-_UNITS = {"export": ("line", False), "check": ("B", True), "import": ("B", True)}
+_UNITS = {"export": ("line", False), "check": ("B", True), "import": ("B", True),
+          "verify": ("row", False)}
 
 
 class _Bars:

@@ -17,6 +17,7 @@ from ._common import (
     db_path,
     open_existing,
     print_json,
+    progress_bar,
     spinner,
 )
 
@@ -25,8 +26,8 @@ __all__ = ["register"]
 
 async def _verify(args: argparse.Namespace) -> int:
     path = db_path(args)
-    async with open_existing(path) as store, spinner("verifying"):
-        report = await store.verify()
+    async with open_existing(path) as store, progress_bar() as bar:
+        report = await store.verify(progress=bar)
     if args.json:
         print_json({"ok": report.ok, "runs": report.runs, "events": report.events,
                     "fact_bindings": report.bindings, "artifacts": report.artifacts,

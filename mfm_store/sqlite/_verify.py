@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -88,9 +88,24 @@ def artifact_refs(event: Event) -> Iterator[str]:
         yield event.payload_ref
 
 
-def verify_connection(conn: Any, checksum: Any) -> VerifyReport:
-    """Run every check on a sqlite3 connection (called on the reader's thread)."""
+_TICK = 1000
+
+
+def verify_connection(conn: Any, checksum: Any,
+                      tick: Callable[[int], None] | None = None) -> VerifyReport:
+    """Run every check on a sqlite3 connection (in a worker thread).
+
+    ``tick(n)`` is called as rows are checked (artifacts, events, bindings; ``n`` at a time).
+    """
     problems: list[Problem] = []
+    done = 0
+
+    def checked() -> None:
+        nonlocal done
+        done += 1
+        if tick is not None and done % _TICK == 0:
+            tick(_TICK)
+
     quick = [row[0] for row in conn.execute(q.QUICK_CHECK).fetchall()]
     if quick != ["ok"]:
         problems += [Problem(kind="sqlite", message=str(m)) for m in quick]
@@ -98,6 +113,7 @@ def verify_connection(conn: Any, checksum: Any) -> VerifyReport:
     artifact_ids: set[str] = set()
     n_artifacts = 0
     for aid, size, stored_sum, data in conn.execute(q.VERIFY_ARTIFACTS):
+        checked()
         n_artifacts += 1
         artifact_ids.add(aid)
         if checksum(data) != stored_sum:
@@ -115,6 +131,7 @@ def verify_connection(conn: Any, checksum: Any) -> VerifyReport:
     first_binding: dict[tuple[int, str], str] = {}
     n_events = 0
     for pk, seq, stored_sum, body in conn.execute(q.VERIFY_EVENTS):
+        checked()
         n_events += 1
         rid = runs.get(pk, (f"<unknown run_pk {pk}>", 0))[0]
         last = seen.get(pk, 0)
@@ -149,6 +166,7 @@ def verify_connection(conn: Any, checksum: Any) -> VerifyReport:
     n_bindings = 0
     bound: set[tuple[int, str]] = set()
     for pk, rid, key, pid, seq, payload_exists in conn.execute(q.VERIFY_BINDINGS).fetchall():
+        checked()
         n_bindings += 1
         bound.add((pk, key))
         if not payload_exists:
@@ -175,5 +193,7 @@ def verify_connection(conn: Any, checksum: Any) -> VerifyReport:
             problems.append(Problem(kind="binding_missing", run_id=runs.get(pk, ("?", 0))[0],
                                     message=f"fact {key!r} recorded by an event has no "
                                             f"binding row (payload {pid})"))
+    if tick is not None and done % _TICK:
+        tick(done % _TICK)
     return VerifyReport(problems, runs=len(runs), events=n_events, artifacts=n_artifacts,
                         bindings=n_bindings)

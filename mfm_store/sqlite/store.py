@@ -32,7 +32,7 @@ from ..events import (
     encode_event,
 )
 from ..ids import ArtifactId, FactKey, OpId, RunId
-from ..stores import ArtifactKind, FactBinding, RunSummary
+from ..stores import ArtifactKind, FactBinding, ProgressFn, RunSummary
 from . import _queries as q
 from ._errors import map_errors
 from ._gc import GcReport, refs_since, unreferenced
@@ -340,12 +340,23 @@ class SqliteStore:
             raise StorageError(f"{self._path}: store is closed", code=CODE_STORE_CLOSED)
         return await asyncio.to_thread(_with_connection, self._uri, str(self._path), fn, *args)
 
-    async def verify(self) -> VerifyReport:
+    async def verify(self, *, progress: ProgressFn | None = None) -> VerifyReport:
         """Check every checksum, hash, seq, head, binding and artifact reference.
 
         Reports every problem found (never stops at the first); reads only.
+        ``progress("verify", n, total)`` is called on the event loop as rows are checked.
         """
-        result: VerifyReport = await self._in_thread(verify_connection, checksum)
+        tick = None
+        if progress is not None:
+            counts = await self.stats()
+            total = counts["artifacts"] + counts["events"] + counts["fact_bindings"]
+            loop = asyncio.get_running_loop()
+            progress("verify", 0, total)
+
+            def tick(n: int) -> None:
+                loop.call_soon_threadsafe(progress, "verify", n, total)
+
+        result: VerifyReport = await self._in_thread(verify_connection, checksum, tick)
         return result
 
     async def backup(self, dest: str | os.PathLike[str]) -> Path:
