@@ -8,6 +8,7 @@ looked up globally.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +25,7 @@ from ._io_common import (
     check_attempt,
     check_byte_count,
     check_fact_key,
+    decode_json,
     io_error,
     load_bytes,
     load_json,
@@ -286,7 +288,10 @@ class LiveIo:
     orphan payload artifact stays) and its error is raised unchanged, so the next call starts
     clean. If the recorder reports that another writer bound the key first, the index adopts
     the winner and the winner's value is returned. A call returns only once its answer is
-    durable (as durable as the recorder makes it).
+    durable (as durable as the recorder makes it), and returns the recorded form of the
+    answer (sorted keys, lists): what resume and replay serve. A call cancelled while its
+    recording is under way passes the cancellation on to the recorder and keeps the index
+    true to what was recorded.
 
     Tasks sharing one :class:`FactIndex` are serialised per key: a second call for a key
     waits for the first one's outcome and then reuses its fact, so the transport is asked
@@ -384,9 +389,12 @@ class LiveIo:
         bound = await self._facts.get(key)
         if bound is not None:
             return await load_json(self._artifacts, bound), bound
-        payload_id, bound = await self._store_and_bind(key, _canonical_payload(value))
+        data = _canonical_payload(value)
+        payload_id, bound = await self._store_and_bind(key, data)
         if bound == payload_id:
-            return value, payload_id
+            # The recorded form (sorted keys, lists, no aliasing): what resume and replay
+            # will serve, so that a handler sees the same value live and replayed.
+            return decode_json(data), payload_id
         return await load_json(self._artifacts, bound), bound
 
     async def _store_and_bind(self, key: FactKey, data: bytes) -> tuple[ArtifactId, ArtifactId]:
@@ -411,17 +419,32 @@ class LiveIo:
         bound, inserted = await self._facts.bind_if_unset(key, payload_id)
         if not inserted:
             return bound
+        if data is not None:  # only given when self._fused
+            recorder = cast(PayloadFactRecorder, self._recorder)
+            record = recorder.record_fact_payload(key, bound, data)
+        else:
+            record = self._recorder.record_fact_binding(key, bound)
+        task = asyncio.ensure_future(record)
         try:
-            if data is not None:  # only given when self._fused
-                recorder = cast(PayloadFactRecorder, self._recorder)
-                durable = await recorder.record_fact_payload(key, bound, data)
+            durable = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Pass the cancellation on, then keep the index true to the recording's outcome:
+            # a write already under way may still have committed.
+            task.cancel()
+            await asyncio.wait([task])
+            if task.cancelled() or task.exception() is not None:
+                await self._facts.unbind_if_matches(key, bound)
             else:
-                durable = await self._recorder.record_fact_binding(key, bound)
+                await self._adopt(key, bound, task.result())
+            raise
         except BaseException:
-            # Also on cancellation: whether or not the durable write happened, the next call
-            # re-records and the store then reports the existing binding as the winner.
             await self._facts.unbind_if_matches(key, bound)
             raise
+        return await self._adopt(key, bound, durable)
+
+    async def _adopt(self, key: FactKey, bound: ArtifactId,
+                     durable: FactBinding | ArtifactId | None) -> ArtifactId:
+        """Make the index hold the durable outcome: ours, or another writer's winner."""
         winner = durable.payload_id if isinstance(durable, FactBinding) else durable
         if winner is not None and winner != bound:
             await self._facts.unbind_if_matches(key, bound)

@@ -76,7 +76,7 @@ def snapshot_bytes(value: Mapping[str, Any]) -> bytes:
         raise ContextError(
             "context snapshot contained secrets (policy forbids persisting secrets)",
             code=CODE_SECRETS_DETECTED) from None
-    except CanonicalJsonError:
+    except (CanonicalJsonError, ValueError, TypeError, RecursionError):
         raise ContextError(
             "context snapshot is not canonical-json-hashable (floats are forbidden)",
             code=CODE_CONTEXT_NOT_CANONICAL) from None

@@ -10,13 +10,11 @@ written whatever the profile.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any
 
 from .._io_common import check_fact_key
 from ..canonical import json_contains_secrets, string_contains_secrets
-from ..events import DOMAIN_FACT_RECORDED, DomainEvent
+from ..events import DOMAIN_FACT_RECORDED, DomainEvent, encode_event
 from ..ids import ArtifactId, FactKey
 from ..stores import FactBinding
 from .errors import CODE_DOMAIN_EVENT_INVALID, CODE_SECRETS_DETECTED, RunError
@@ -24,18 +22,6 @@ from .manifest import EventProfile
 from .writer import RunWriter
 
 __all__ = ["EngineFactRecorder", "EventRecorder"]
-
-
-def _is_json(value: Any) -> bool:
-    if value is None or isinstance(value, str | bool | int):
-        return True
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, list | tuple):
-        return all(_is_json(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
-    return False
 
 
 class EventRecorder:
@@ -53,12 +39,22 @@ class EventRecorder:
         if not isinstance(event, DomainEvent):
             raise RunError(f"not a DomainEvent: {type(event).__name__}",
                            code=CODE_DOMAIN_EVENT_INVALID)
+        if not isinstance(event.name, str):
+            raise RunError(f"domain event name is not a string: {event.name!r}",
+                           code=CODE_DOMAIN_EVENT_INVALID)
+        if event.name == DOMAIN_FACT_RECORDED:
+            # Facts are recorded through IO (LiveIo); a handler's own fact_recorded could bind
+            # a key behind the fact index's back or conflict with a binding.
+            raise RunError("fact_recorded events are written by the engine, not by handlers",
+                           code=CODE_DOMAIN_EVENT_INVALID)
         if string_contains_secrets(event.name) or json_contains_secrets(event.payload):
             raise RunError("domain event contained secrets (policy forbids persisting secrets)",
                            code=CODE_SECRETS_DETECTED)
-        if not _is_json(event.payload):
-            raise RunError("domain event payload is not a JSON value",
-                           code=CODE_DOMAIN_EVENT_INVALID)
+        try:
+            encode_event(event)  # exactly what the store will accept
+        except (ValueError, UnicodeError, RecursionError) as exc:
+            raise RunError(f"domain event payload is not storable JSON: {exc}",
+                           code=CODE_DOMAIN_EVENT_INVALID) from None
 
     async def emit(self, event: DomainEvent) -> None:
         """Append one event (durable on return), or drop it if the profile says so.

@@ -103,7 +103,7 @@ async def replay_store(source: Store, run_id: RunId, plan: ExecutionPlan) -> Rep
     Raises as :func:`~mfm_store.engine.resume` does for a missing run, a malformed stream, a
     corrupt manifest or a plan that does not fit the run.
     """
-    history, stream = await load_history(source, run_id)
+    history = await load_history(source, run_id)
     manifest = await load_manifest(source, history.run_started.manifest_id)
     order = check_resumable(plan, manifest, history)
     done = history.run_completed
@@ -118,7 +118,8 @@ async def replay_store(source: Store, run_id: RunId, plan: ExecutionPlan) -> Rep
         writer = RunWriter(overlay, run_id, 0)
         await writer.append([history.run_started])
         execution = Execution(overlay, run_id, order, manifest.run_config, writer=writer,
-                              facts=FactIndex.from_event_stream(stream), io_mode=IoMode.REPLAY)
+                              facts=await FactIndex.from_store(source, run_id),
+                              io_mode=IoMode.REPLAY)
         current = history.run_started.initial_snapshot_id
         matched = 0
         for state in order:

@@ -259,12 +259,12 @@ async def start(store: Store, plan: ExecutionPlan,
     return await execution.run_states(initial_id, set())
 
 
-async def load_history(store: Store, run_id: RunId) -> tuple[RunHistory, list[Any]]:
-    """The run's checked history and its stream; ``NotFoundError`` (``run_not_found``)."""
+async def load_history(store: Store, run_id: RunId) -> RunHistory:
+    """The run's checked history; ``NotFoundError`` (``run_not_found``)."""
     stream = await store.read_range(run_id)
     if not stream:
         raise NotFoundError(f"run event stream was not found: {run_id}", code=CODE_RUN_NOT_FOUND)
-    return analyze_history(run_id, stream), stream
+    return analyze_history(run_id, stream)
 
 
 async def finished_result(store: Store, history: RunHistory) -> RunResult:
@@ -319,7 +319,7 @@ async def resume(store: Store, run_id: RunId, plan: ExecutionPlan, *,
     well formed, a manifest whose bytes no longer hash to its id, a plan that does not match),
     and ``ConcurrencyError`` if another writer appends to the run meanwhile.
     """
-    history, stream = await load_history(store, run_id)
+    history = await load_history(store, run_id)
     if history.run_completed is not None:
         return await finished_result(store, history)
     manifest = await load_manifest(store, history.run_started.manifest_id)
@@ -327,7 +327,7 @@ async def resume(store: Store, run_id: RunId, plan: ExecutionPlan, *,
     config = manifest.run_config
     execution = Execution(store, run_id, order, config,
                           writer=RunWriter(store, run_id, history.head),
-                          facts=FactIndex.from_event_stream(stream),
+                          facts=await FactIndex.from_store(store, run_id),
                           transports=transports, sleep=sleep)
     checkpoint = history.checkpoint
     completed = set(history.completed_states)

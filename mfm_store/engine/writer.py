@@ -11,13 +11,16 @@ new owner's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from ..events import Event, EventEnvelope
 from ..ids import ArtifactId, FactKey, RunId
 from ..stores import FactBinding, Store
 
 __all__ = ["RunWriter"]
+
+T = TypeVar("T")
 
 
 class RunWriter:
@@ -53,8 +56,8 @@ class RunWriter:
         async with self._lock:
             envelopes = [EventEnvelope(self._run_id, self._head + i, None, e)
                          for i, e in enumerate(events, start=1)]
-            self._head = await self._store.append(self._run_id, self._head, envelopes)
-            return self._head
+            return await self._settle(self._store.append(self._run_id, self._head, envelopes),
+                                      lambda head: head)
 
     @property
     def store(self) -> Store:
@@ -63,11 +66,9 @@ class RunWriter:
     async def record_fact(self, key: FactKey, data: bytes) -> FactBinding:
         """Like :meth:`bind_fact`, storing the payload ``data`` in the same write."""
         async with self._lock:
-            binding = await self._store.record_fact(self._run_id, key, data,
-                                                    expected_seq=self._head)
-            if binding.inserted:
-                self._head = binding.seq
-            return binding
+            return await self._settle(
+                self._store.record_fact(self._run_id, key, data, expected_seq=self._head),
+                _head_after)
 
     async def bind_fact(self, key: FactKey, payload_id: ArtifactId) -> FactBinding:
         """Bind a fact through the store (first writer wins) and learn the head back.
@@ -77,8 +78,32 @@ class RunWriter:
         events. A key another writer already bound is returned as is (nothing written).
         """
         async with self._lock:
-            binding = await self._store.bind_fact(self._run_id, key, payload_id,
-                                                  expected_seq=self._head)
-            if binding.inserted:
-                self._head = binding.seq
-            return binding
+            return await self._settle(
+                self._store.bind_fact(self._run_id, key, payload_id, expected_seq=self._head),
+                _head_after)
+
+    async def _settle(self, write: Awaitable[T], new_head: Callable[[T], int | None]) -> T:
+        """Await ``write`` and learn the head it leaves.
+
+        If the caller is cancelled meanwhile, the commit may already be under way (on the
+        store's thread): wait for its outcome so that this writer's head stays true, then let
+        the cancellation through.
+        """
+        task = asyncio.ensure_future(write)
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is None:
+                self._learn(new_head(task.result()))
+            raise
+        self._learn(new_head(result))
+        return result
+
+    def _learn(self, head: int | None) -> None:
+        if head is not None:
+            self._head = head
+
+
+def _head_after(binding: FactBinding) -> int | None:
+    return binding.seq if binding.inserted else None
