@@ -8,7 +8,6 @@ looked up globally.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -289,9 +288,7 @@ class LiveIo:
     clean. If the recorder reports that another writer bound the key first, the index adopts
     the winner and the winner's value is returned. A call returns only once its answer is
     durable (as durable as the recorder makes it), and returns the recorded form of the
-    answer (sorted keys, lists): what resume and replay serve. A call cancelled while its
-    recording is under way passes the cancellation on to the recorder and keeps the index
-    true to what was recorded.
+    answer (sorted keys, lists): what resume and replay serve.
 
     Tasks sharing one :class:`FactIndex` are serialised per key: a second call for a key
     waits for the first one's outcome and then reuses its fact, so the transport is asked
@@ -424,20 +421,13 @@ class LiveIo:
             record = recorder.record_fact_payload(key, bound, data)
         else:
             record = self._recorder.record_fact_binding(key, bound)
-        task = asyncio.ensure_future(record)
         try:
-            durable = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # Pass the cancellation on, then keep the index true to the recording's outcome:
-            # a write already under way may still have committed.
-            task.cancel()
-            await asyncio.wait([task])
-            if task.cancelled() or task.exception() is not None:
-                await self._facts.unbind_if_matches(key, bound)
-            else:
-                await self._adopt(key, bound, task.result())
-            raise
+            durable = await record
         except BaseException:
+            # Also on cancellation. If the write committed anyway (a cancellation while the
+            # store waited for another process's lock), the next call finds the store's
+            # binding as the winner: the store stays right; only the transport may be asked
+            # again. The engine's writer waits for such a write's outcome (see RunWriter).
             await self._facts.unbind_if_matches(key, bound)
             raise
         return await self._adopt(key, bound, durable)
