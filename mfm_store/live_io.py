@@ -9,7 +9,6 @@ looked up globally.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, cast, runtime_checkable
 
@@ -31,6 +30,7 @@ from ._io_common import (
     random_value,
     time_value,
 )
+from ._rules import now_millis
 from .canonical import artifact_id_for_bytes, canonical_json_bytes
 from .errors import (
     CODE_FACT_PAYLOAD_NOT_CANONICAL,
@@ -269,10 +269,6 @@ class RouterLiveIoTransportFactory:
         return _RouterTransport({g: f.make(env) for g, f in self._registry.all().items()})
 
 
-def _system_clock_millis() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class LiveIo:
     """Executes IO for one state attempt and records what it observes as facts.
 
@@ -318,7 +314,7 @@ class LiveIo:
         self._facts = facts
         self._recorder = fact_recorder
         self._transport = transport
-        self._clock = clock or _system_clock_millis
+        self._clock = clock or now_millis
         self._entropy = entropy or os.urandom
         self._keys = DerivedKeys(run_id, self.state_id, self.attempt)
         # One write per new fact when the recorder can store payloads where we read them.

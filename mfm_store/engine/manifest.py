@@ -60,7 +60,8 @@ def _is_uint(value: Any, limit: int = _U64_MAX) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
 
 
-def _tuple_of_str(value: Iterable[str]) -> tuple[str, ...]:
+def tuple_of_str(value: Iterable[str]) -> tuple[str, ...]:
+    """Converter: a collection of strings (not one string) as a tuple; ``TypeError`` else."""
     if isinstance(value, str):
         raise TypeError("expected a list of strings, got a string")
     items = tuple(value)
@@ -289,9 +290,9 @@ class RunConfig:
     execution_mode: ExecutionMode = ExecutionMode()
     context_checkpointing: ContextCheckpointing = ContextCheckpointing()
     replay_missing_fact_retryable: bool = False
-    skip_tags: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
+    skip_tags: tuple[str, ...] = attrs.field(default=(), converter=tuple_of_str)
     nix_flake_allowlist: tuple[str, ...] = attrs.field(default=DEFAULT_NIX_FLAKE_ALLOWLIST,
-                                                       converter=_tuple_of_str)
+                                                       converter=tuple_of_str)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -338,7 +339,7 @@ class BuildProvenance:
     flake_lock_hash: str | None = attrs.field(default=None, converter=_opt_str)
     rustc_version: str | None = attrs.field(default=None, converter=_opt_str)
     target_triple: str | None = attrs.field(default=None, converter=_opt_str)
-    env_allowlist: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
+    env_allowlist: tuple[str, ...] = attrs.field(default=(), converter=tuple_of_str)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -23,20 +23,12 @@ from ..ids import OpId, StateId
 from ..live_io import IoProvider
 from .context import Context
 from .errors import CODE_INVALID_PLAN, CODE_SECRETS_DETECTED, InvalidPlanError
+from .manifest import tuple_of_str
 from .recorder import EventRecorder
 
 __all__ = ["ExecutionPlan", "PlanState", "StateHandler"]
 
 StateHandler: TypeAlias = Callable[[Context, IoProvider, EventRecorder], Awaitable[object]]
-
-
-def _tags(value: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(value, str):
-        raise TypeError("tags must be a collection of strings, not a string")
-    items = tuple(value)
-    if not all(isinstance(t, str) for t in items):
-        raise TypeError(f"tags must be strings: {items!r}")
-    return items
 
 
 @attrs.frozen
@@ -49,7 +41,7 @@ class PlanState:
 
     state_id: StateId = attrs.field(converter=StateId)
     handler: StateHandler = attrs.field(eq=False)
-    tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
+    tags: tuple[str, ...] = attrs.field(default=(), converter=tuple_of_str)
 
 
 def _edges(value: Iterable[tuple[str, str]]) -> tuple[tuple[StateId, StateId], ...]:
