@@ -247,21 +247,31 @@ def check_json_value(value: Any, where: str = "payload") -> None:
         raise ValueError(f"{where}: {exc}") from None
 
 
+_I64_MIN, _U64_MAX = -(2**63), 2**64 - 1
+
+
 def _check_json(v: Any) -> None:
     t = type(v)
     if t is str or t is bool or v is None:
         return
     if t is int:
-        if not -(2**63) <= v <= 2**64 - 1:
+        if not _I64_MIN <= v <= _U64_MAX:
             raise ValueError(f"integer out of i64/u64 range: {v}")
     elif t is dict:
         for k, item in v.items():
             if type(k) is not str and not isinstance(k, str):
                 raise ValueError(f"object key is not a string: {k!r}")
-            _check_json(item)
+            ti = type(item)
+            # Plain scalars are checked here: a call per value would double the cost.
+            if not (ti is str or ti is bool or item is None
+                    or (ti is int and _I64_MIN <= item <= _U64_MAX)):
+                _check_json(item)
     elif t is list:
         for item in v:
-            _check_json(item)
+            ti = type(item)
+            if not (ti is str or ti is bool or item is None
+                    or (ti is int and _I64_MIN <= item <= _U64_MAX)):
+                _check_json(item)
     elif t is float:
         if not math.isfinite(v):
             raise ValueError(f"non-finite float: {v}")
@@ -271,6 +281,45 @@ def _check_json(v: Any) -> None:
         _check_json(int(v))
     else:
         raise ValueError(f"not a JSON value: {t.__name__}")
+
+
+def _cbor_text(s: str) -> bytes:
+    """CBOR text string (major type 3, definite length), as ``cbor2.dumps`` writes it."""
+    data = s.encode("utf-8")
+    n = len(data)
+    if n < 24:
+        head = bytes((0x60 | n,))
+    elif n < 0x100:
+        head = bytes((0x78, n))
+    elif n < 0x10000:
+        head = b"\x79" + n.to_bytes(2, "big")
+    elif n < 0x100000000:
+        head = b"\x7a" + n.to_bytes(4, "big")
+    else:
+        head = b"\x7b" + n.to_bytes(8, "big")
+    return head + data
+
+
+# {"Domain": {"name": ..., "payload": ..., "payload_ref": ...}} framed by hand around the
+# payload's CBOR: cbor2 spends as long on these two small maps as on a typical payload.
+_DOMAIN_HEAD = b"\xa1" + _cbor_text("Domain") + b"\xa3" + _cbor_text("name")
+_PAYLOAD_KEY = _cbor_text("payload")
+_PAYLOAD_REF_NULL = _cbor_text("payload_ref") + b"\xf6"
+_PAYLOAD_REF_KEY = _cbor_text("payload_ref")
+_names: dict[str, bytes] = {}  # encoded event names; applications use a handful
+
+
+def _cbor_name(name: str) -> bytes:
+    if type(name) is not str:
+        if not isinstance(name, str):
+            raise ValueError(f"event name is not a string: {name!r}")
+        return _cbor_text(name)
+    encoded = _names.get(name)
+    if encoded is None:
+        encoded = _cbor_text(name)
+        if len(_names) < 1024:
+            _names[name] = encoded
+    return encoded
 
 
 def encode_event(event: Event) -> bytes:
@@ -283,7 +332,11 @@ def encode_event(event: Event) -> bytes:
             _check_json(event.payload)
         except (ValueError, RecursionError):
             check_json_value(event.payload)  # raises with the full message
-    elif isinstance(event, StateFailed):
+        ref = event.payload_ref
+        tail = _PAYLOAD_REF_NULL if ref is None else _PAYLOAD_REF_KEY + _cbor_text(ref)
+        return b"".join((_DOMAIN_HEAD, _cbor_name(event.name), _PAYLOAD_KEY,
+                         cbor2.dumps(event.payload), tail))
+    if isinstance(event, StateFailed):
         check_json_value(event.error.info.details, "error details")
     return cbor2.dumps(event.to_json())
 

@@ -8,10 +8,7 @@ RUN_ADVANCE = (
     "UPDATE runs SET head_seq = ?, updated_ms = ?, op_id = coalesce(?, op_id),"
     " status = coalesce(?, status) WHERE run_pk = ?"
 )
-RUN_ADVANCE_FROM = (
-    "UPDATE runs SET head_seq = ?, updated_ms = ?, op_id = coalesce(?, op_id),"
-    " status = coalesce(?, status) WHERE run_pk = ? AND head_seq = ?"
-)
+RUN_MOVE_HEAD = "UPDATE runs SET head_seq = ?, updated_ms = ? WHERE run_pk = ? AND head_seq = ?"
 RUN_LIST = (
     "SELECT run_id, op_id, status, head_seq, created_ms, updated_ms FROM runs ORDER BY run_pk"
 )

@@ -145,12 +145,13 @@ class SqliteStore:
             warnings.warn(f"SqliteStore for {self._path} was never closed", ResourceWarning,
                           stacklevel=1)
 
-    async def _write(self, op: Any) -> Any:
-        if self._closed:
-            raise StorageError(f"{self._path}: store is closed", code=CODE_STORE_CLOSED)
-        if self._writer is None:
+    def _writable(self) -> GroupCommitWriter:
+        """The writer, or ``StorageError`` if the store is closed or read-only."""
+        if self._writer is None or self._closed:
+            if self._closed:
+                raise StorageError(f"{self._path}: store is closed", code=CODE_STORE_CLOSED)
             raise StorageError(f"{self._path}: store is open read-only", code=CODE_READ_ONLY)
-        return await self._writer.run(op)
+        return self._writer
 
     async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[Any]:
         if self._closed:
@@ -168,44 +169,20 @@ class SqliteStore:
                      envelopes: Sequence[EventEnvelope]) -> int:
         envelopes = list(envelopes)
         _rules.check_envelopes(run_id, expected_seq, envelopes)
-        rows: list[tuple[Any, ...]] = []
-        bindings: dict[str, tuple[ArtifactId, int]] = {}
-        op_id: str | None = None
-        status: str | None = None
-        for env in envelopes:
-            event = env.event
-            try:
-                body = encode_event(event)
-            except Exception as exc:
-                raise StorageError(f"event {env.seq} of run {run_id} cannot be encoded: {exc}",
-                                   code=CODE_INVALID_ENVELOPES) from exc
-            if type(event) is DomainEvent:
-                rows.append((env.seq, env.ts_millis, "Domain", event.name,
-                             checksum(body, env.seq), body))
-                binding = (_rules.fact_binding_of(event)
-                           if event.name == DOMAIN_FACT_RECORDED else None)
-                if binding is not None:
-                    key, pid = binding
-                    if key not in bindings:
-                        bindings[key] = (pid, env.seq)
-                    elif bindings[key][0] != pid:
-                        raise _rules.binding_conflict(run_id, key, bindings[key][0], pid)
-                continue
-            rows.append((env.seq, env.ts_millis, type(event).__name__, None,
-                         checksum(body, env.seq), body))
-            op_id = _rules.op_id_of(event) or op_id
-            status = _rules.status_after(event) or status
+        rows, bindings, op_id, status = _event_rows(run_id, envelopes)
+        writer = self._writable()
         rid = str(run_id)
         known_pk = self._run_pks.get(rid)
-        if known_pk is not None and rows and not bindings:
-            op: _Append = _KnownRunAppend(rid, expected_seq, op_id, status, rows, bindings,
+        if (known_pk is not None and rows and not bindings
+                and op_id is None and status is None):
+            op: _Append = _KnownRunAppend(rid, expected_seq, None, None, rows, bindings,
                                           known_pk)
         else:
             op = _Append(rid, expected_seq, op_id, status, rows, bindings)
-        head, pk = await self._write(op)
-        if pk is not None:
+        head, pk = await writer.run(op)
+        if known_pk is None and pk is not None:
             self._run_pks[rid] = pk  # committed: a run's key never changes
-        return int(head)
+        return head
 
     def _decode(self, run_id: RunId, row: Sequence[Any]) -> EventEnvelope:
         seq, ts, stored_sum, body = row
@@ -260,7 +237,7 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(q.ARTIFACT_INSERT, row)
 
-        await self._write(op)
+        await self._writable().run(op)
         return ArtifactId(aid)
 
     async def get(self, artifact_id: ArtifactId) -> bytes:
@@ -321,7 +298,7 @@ class SqliteStore:
             conn.execute(q.RUN_ADVANCE, (seq, now, None, None, pk))
             return FactBinding(payload_id, True, seq)
 
-        result: FactBinding = await self._write(op)
+        result: FactBinding = await self._writable().run(op)
         return result
 
     async def get_fact(self, run_id: RunId, key: FactKey) -> ArtifactId | None:
@@ -423,7 +400,7 @@ class SqliteStore:
                             candidates.pop(ref, None)
                 conn.executemany(q.ARTIFACT_DELETE, [(aid, cutoff) for aid in candidates])
 
-            await self._write(op)
+            await self._writable().run(op)
         return GcReport(artifacts=sorted(ArtifactId(a) for a in candidates),
                         bytes=sum(candidates.values()), applied=apply)
 
@@ -435,6 +412,44 @@ def _with_connection(uri: str, where: str, fn: Any, *args: Any) -> Any:
             return fn(conn, *args)
         finally:
             conn.close()
+
+
+def _event_rows(run_id: RunId, envelopes: list[EventEnvelope]
+                ) -> tuple[list[tuple[Any, ...]], dict[str, tuple[ArtifactId, int]],
+                           str | None, str | None]:
+    """Encode checked envelopes as event rows ``(seq, ts, kind, name, checksum, body)``.
+
+    Also returns the fact bindings their ``fact_recorded`` events make (key -> payload, seq)
+    and the op id and status the run takes. Raises ``StorageError`` (``invalid_envelopes``)
+    if an event cannot be stored, or ``ConcurrencyError`` for two bindings of one key.
+    """
+    rows: list[tuple[Any, ...]] = []
+    bindings: dict[str, tuple[ArtifactId, int]] = {}
+    op_id: str | None = None
+    status: str | None = None
+    for env in envelopes:
+        event, seq = env.event, env.seq
+        try:
+            body = encode_event(event)
+        except Exception as exc:
+            raise StorageError(f"event {seq} of run {run_id} cannot be encoded: {exc}",
+                               code=CODE_INVALID_ENVELOPES) from exc
+        if type(event) is DomainEvent:
+            name = event.name
+            rows.append((seq, env.ts_millis, "Domain", name, checksum(body, seq), body))
+            if name == DOMAIN_FACT_RECORDED:
+                binding = _rules.fact_binding_of(event)
+                if binding is not None:
+                    key, pid = binding
+                    if key not in bindings:
+                        bindings[key] = (pid, seq)
+                    elif bindings[key][0] != pid:
+                        raise _rules.binding_conflict(run_id, key, bindings[key][0], pid)
+            continue
+        rows.append((seq, env.ts_millis, type(event).__name__, None, checksum(body, seq), body))
+        op_id = _rules.op_id_of(event) or op_id
+        status = _rules.status_after(event) or status
+    return rows, bindings, op_id, status
 
 
 def _new_run(conn: sqlite3.Connection, rid: str, now: int) -> int:
@@ -490,28 +505,33 @@ class _Append:
 
 
 class _KnownRunAppend(_Append):
-    """An append without fact bindings to a run whose key is known: one conditional UPDATE
-    checks and moves the head, then the events go in. Appends of one batch run together
-    (two ``executemany``); if any head moved, the general path decides."""
+    """An append to a run whose key is known, of events that bind no fact and set neither op
+    id nor status (the common case): one conditional UPDATE checks and moves the head, then
+    the events go in. Appends of one batch run together (two ``executemany``); if any head
+    moved, the general path decides."""
 
     __slots__ = ()
 
     def __call__(self, conn: sqlite3.Connection) -> tuple[int, int | None]:
         pk = self.pk
         assert pk is not None
-        advance = (self.new_head, _rules.now_millis(), self.op_id, self.status, pk,
-                   self.expected)
-        if conn.execute(q.RUN_ADVANCE_FROM, advance).rowcount != 1:
+        moved = conn.execute(q.RUN_MOVE_HEAD,
+                             (self.new_head, _rules.now_millis(), pk, self.expected))
+        if moved.rowcount != 1:
             return super().__call__(conn)
-        self._insert_events(conn, pk)
+        rows = self.rows
+        if len(rows) == 1:
+            conn.execute(q.EVENT_INSERT, (pk, *rows[0]))
+        else:
+            conn.executemany(q.EVENT_INSERT, [(pk, *r) for r in rows])
         return self.new_head, pk
 
     @staticmethod
     def run_together(conn: sqlite3.Connection,
                      ops: list[_KnownRunAppend]) -> list[tuple[int, int | None]] | None:
         now = _rules.now_millis()
-        moved = conn.executemany(q.RUN_ADVANCE_FROM, [
-            (o.new_head, now, o.op_id, o.status, o.pk, o.expected) for o in ops])
+        moved = conn.executemany(q.RUN_MOVE_HEAD,
+                                 [(o.new_head, now, o.pk, o.expected) for o in ops])
         if moved.rowcount != len(ops):
             return None
         conn.executemany(q.EVENT_INSERT, [(o.pk, *r) for o in ops for r in o.rows])
