@@ -179,7 +179,8 @@ class SqliteStore:
                                           known_pk)
         else:
             op = _Append(rid, expected_seq, op_id, status, rows, bindings)
-        head, pk = await writer.run(op)
+        result: tuple[int, int | None] = await writer.run(op)
+        head, pk = result
         if known_pk is None and pk is not None:
             self._run_pks[rid] = pk  # committed: a run's key never changes
         return head
