@@ -13,6 +13,7 @@ import pytest
 
 from mfm_store import (
     ArtifactKind,
+    ConcurrencyError,
     CorruptionError,
     DomainEvent,
     EventEnvelope,
@@ -21,7 +22,9 @@ from mfm_store import (
     StorageError,
 )
 from mfm_store.sqlite import SqliteStore
-from mfm_store.sqlite._schema import APPLICATION_ID, LATEST_VERSION
+from mfm_store.events import encode_event
+from mfm_store.sqlite._schema import APPLICATION_ID, LATEST_VERSION, migrations, statements
+from mfm_store.sqlite.store import checksum
 
 
 def tick(run: RunId, seq: int, text: str = "tick") -> EventEnvelope:
@@ -117,6 +120,60 @@ async def test_newer_schema_is_refused_naming_both_versions(tmp_path: Path) -> N
     assert err.value.info.code == "schema_too_new"
     message = str(err.value)
     assert str(path) in message and "99" in message and str(LATEST_VERSION) in message
+
+
+def write_version_1_file(path: Path, runs: list[RunId], events: int) -> None:
+    """A file as mfm_store's schema version 1 wrote it: events clustered by (run_pk, seq),
+    rows written interleaved across ``runs``, one fact binding on the first run."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in statements(migrations()[0][1]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("BEGIN")
+    for run in runs:
+        conn.execute("INSERT INTO runs (run_id, head_seq, created_ms, updated_ms)"
+                     " VALUES (?, ?, 1, 1)", (str(run), events))
+    for seq in range(1, events + 1):
+        for pk, run in enumerate(runs, start=1):
+            body = encode_event(tick(run, seq).event)
+            conn.execute("INSERT INTO events VALUES (?, ?, NULL, 'Domain', 'tick', ?, ?)",
+                         (pk, seq, checksum(body, seq), body))
+    conn.execute("COMMIT")
+    conn.close()
+
+
+async def test_version_1_file_is_read_as_it_is_when_read_only(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    runs = [RunId.new(), RunId.new()]
+    write_version_1_file(path, runs, 30)
+    before = snapshot(tmp_path)
+    async with SqliteStore.open(path, read_only=True) as store:
+        for run in runs:
+            assert await store.read_range(run) == [tick(run, s) for s in range(1, 31)]
+        assert (await store.verify()).ok
+    assert snapshot(tmp_path) == before
+
+
+async def test_version_1_file_is_migrated_keeping_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    runs = [RunId.new(), RunId.new(), RunId.new()]
+    write_version_1_file(path, runs, 40)
+    async with SqliteStore.open(path) as store:
+        assert (await store.verify()).ok
+        for run in runs:
+            assert await store.read_range(run) == [tick(run, s) for s in range(1, 41)]
+        assert await store.append(runs[0], 40, [tick(runs[0], 41)]) == 41
+        with pytest.raises(ConcurrencyError):
+            await store.append(runs[1], 39, [tick(runs[1], 40)])
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+    assert "WITHOUT ROWID" not in sql and "PRIMARY KEY (run_pk, seq)" in sql
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("DELETE FROM events")
+    assert conn.execute("SELECT count(*) FROM event_log").fetchone() == (121,)
+    conn.close()
 
 
 async def test_truncated_file_is_refused(tmp_path: Path) -> None:
@@ -261,6 +318,59 @@ async def test_backup_while_writers_continue(tmp_path: Path) -> None:
     assert 100 <= len(copied) <= final_head
     assert [e.seq for e in copied] == list(range(1, len(copied) + 1))
     assert snapshot(tmp_path) == folder_before
+
+
+async def test_backup_stores_each_run_together(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    runs = [RunId.new() for _ in range(4)]
+    async with SqliteStore.open(path) as store:
+
+        async def append_all(run: RunId) -> None:
+            for seq in range(1, 51):
+                await store.append(run, seq - 1, [tick(run, seq)])
+
+        await asyncio.gather(*(append_all(run) for run in runs))  # interleaved on disk
+        dest = await store.backup(tmp_path / "copy.db")
+
+    def spans(file: Path) -> list[tuple[int, int]]:
+        conn = sqlite3.connect(file)
+        try:
+            return conn.execute("SELECT count(*), max(rowid) - min(rowid) + 1 FROM events"
+                                " GROUP BY run_pk").fetchall()
+        finally:
+            conn.close()
+
+    assert any(count < span for count, span in spans(path))  # the live file interleaves
+    assert spans(dest) == [(50, 50)] * 4  # the copy does not
+    async with SqliteStore.open(dest, read_only=True) as copy:
+        for run in runs:
+            assert await copy.read_range(run) == [tick(run, s) for s in range(1, 51)]
+        assert (await copy.verify()).ok
+
+
+async def test_backup_of_a_read_only_version_1_file_is_a_current_file(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    runs = [RunId.new(), RunId.new()]
+    write_version_1_file(path, runs, 10)
+    async with SqliteStore.open(path, read_only=True) as store:
+        dest = await store.backup(tmp_path / "copy.db")
+    conn = sqlite3.connect(dest)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+    async with SqliteStore.open(dest, read_only=True) as copy:
+        assert await copy.read_range(runs[1]) == [tick(runs[1], s) for s in range(1, 11)]
+
+
+async def test_failed_backup_leaves_nothing_behind(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    await fill(path)
+    async with SqliteStore.open(path) as store:
+        names = sorted(p.name for p in tmp_path.iterdir())
+        with pytest.raises(StorageError) as err:
+            await store.backup(tmp_path / "missing" / "copy.db")
+        assert "copy.db" in str(err.value)
+        assert sorted(p.name for p in tmp_path.iterdir()) == names
 
 
 async def test_gc_dry_run_deletes_nothing_and_apply_keeps_references(tmp_path: Path) -> None:

@@ -70,4 +70,18 @@ EVENT_BODIES_AFTER = "SELECT body FROM events WHERE run_pk = ? AND seq > ?"
 BINDING_PAYLOADS = "SELECT payload_id FROM fact_bindings"
 BINDING_PAYLOADS_AFTER = "SELECT payload_id FROM fact_bindings WHERE run_pk = ? AND seq > ?"
 ARTIFACT_DELETE = "DELETE FROM artifacts WHERE id = ? AND created_ms <= ?"
-BACKUP = "VACUUM INTO ?"
+BACKUP_ATTACH = "ATTACH DATABASE ? AS source"
+BACKUP_DETACH = "DETACH DATABASE source"
+BACKUP_COPY = (
+    "INSERT INTO main.runs (run_pk, run_id, op_id, status, head_seq, created_ms, updated_ms)"
+    " SELECT run_pk, run_id, op_id, status, head_seq, created_ms, updated_ms FROM source.runs"
+    " ORDER BY run_pk",
+    # Each run's events together, in seq order: what a replay of the copy reads.
+    "INSERT INTO main.events (run_pk, seq, ts_millis, kind, name, checksum, body)"
+    " SELECT run_pk, seq, ts_millis, kind, name, checksum, body FROM source.events"
+    " ORDER BY run_pk, seq",
+    "INSERT INTO main.fact_bindings (run_pk, fact_key, payload_id, seq)"
+    " SELECT run_pk, fact_key, payload_id, seq FROM source.fact_bindings",
+    "INSERT INTO main.artifacts (id, kind, size, checksum, created_ms, data)"
+    " SELECT id, kind, size, checksum, created_ms, data FROM source.artifacts",
+)

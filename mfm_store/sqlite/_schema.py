@@ -41,6 +41,9 @@ def migrations() -> list[tuple[int, str]]:
 
 
 LATEST_VERSION = len(migrations())
+# The oldest version whose files the store's queries read as they are: a read-only open (which
+# never migrates) accepts any version from here to LATEST_VERSION.
+READABLE_SINCE = 1
 
 
 def statements(script: str) -> list[str]:
@@ -86,7 +89,8 @@ def inspect_file(path: Path) -> tuple[bool, bool]:
 def check_and_migrate(conn: sqlite3.Connection, path: Path, *, read_only: bool) -> int:
     """Refuse foreign or newer files; bring an older (or new, empty) file to the latest schema.
 
-    Never writes when ``read_only``. Returns the file's schema version.
+    Never writes when ``read_only``: an older file is then read as it is if its version is
+    at least ``READABLE_SINCE``, else refused. Returns the file's schema version.
     """
     with map_errors(str(path)):
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -100,7 +104,7 @@ def check_and_migrate(conn: sqlite3.Connection, path: Path, *, read_only: bool) 
         raise StorageError(
             f"{path}: schema version {version} is newer than this mfm_store supports "
             f"({LATEST_VERSION}); upgrade mfm_store to open it", code=CODE_SCHEMA_TOO_NEW)
-    if version == LATEST_VERSION:
+    if version == LATEST_VERSION or (read_only and version >= READABLE_SINCE):
         return int(version)
     if read_only:
         raise StorageError(

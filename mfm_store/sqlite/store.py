@@ -34,6 +34,7 @@ from ..events import (
 from ..ids import ArtifactId, FactKey, OpId, RunId
 from ..stores import ArtifactKind, FactBinding, ProgressFn, RunSummary
 from . import _queries as q
+from ._backup import write_backup
 from ._errors import map_errors
 from ._gc import GcReport, refs_since, unreferenced
 from ._schema import check_and_migrate, inspect_file
@@ -338,21 +339,17 @@ class SqliteStore:
         return result
 
     async def backup(self, dest: str | os.PathLike[str]) -> Path:
-        """Write a consistent, compacted copy to ``dest`` while writers continue.
+        """Write a consistent copy of the store to the new file ``dest`` while writers continue.
 
-        The copy is a self-contained file (rollback journal, no ``-wal``), ready to be opened
-        read-only elsewhere. Raises ``StorageError`` if ``dest`` exists.
+        The copy is one self-contained file (rollback journal, no ``-wal``), ready to be opened
+        read-only elsewhere, with each run's events stored together so that a replay of the
+        copy reads few pages. It appears at ``dest`` only once complete and synced. Raises
+        ``StorageError`` if ``dest`` exists.
         """
         target = Path(dest)
-        if target.exists():
-            raise StorageError(f"{target}: backup destination already exists")
-
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(q.BACKUP, (str(target),))
-
-        await self._in_thread(run)
-        with target.open("rb+") as f:
-            os.fsync(f.fileno())
+        if self._closed:
+            raise StorageError(f"{self._path}: store is closed", code=CODE_STORE_CLOSED)
+        await asyncio.to_thread(write_backup, self._uri, str(self._path), target)
         return target
 
     async def stats(self) -> dict[str, int]:
