@@ -21,8 +21,8 @@ from mfm_store import (
     RunStarted,
     StorageError,
 )
-from mfm_store.sqlite import SqliteStore
 from mfm_store.events import encode_event
+from mfm_store.sqlite import SqliteStore
 from mfm_store.sqlite._schema import APPLICATION_ID, LATEST_VERSION, migrations, statements
 from mfm_store.sqlite.store import checksum
 

@@ -65,7 +65,8 @@ async def cold_load(ctx: Context) -> ScenarioResult:
         "copy sits in the page cache). Timed: ours = SqliteStore.open(read_only=True) + "
         "read_range (checksums, decode, EventEnvelope objects) + FactIndex.from_store + close; "
         "raw = sqlite3.connect + SELECT + cbor2.loads of every body + SELECT of the bindings. "
-        "ours_backup loads a copy of a file made by SqliteStore.backup (compacted) instead.")
+        "ours_backup loads a copy of a file made by SqliteStore.backup (each run stored "
+        "together) instead.")
     source, compact = ctx.path("source"), ctx.path("backup")
     run_id = await build_run(source, p.cold_events, p.cold_facts, neighbours=_NEIGHBOURS,
                              batch=100)
@@ -109,7 +110,7 @@ async def cold_load(ctx: Context) -> ScenarioResult:
     res.findings.append(ratio(samples, "ours", "raw", "load time, ours over raw (lower is better)",
                               Target("<=", 2), metric="seconds"))
     res.findings.append(ratio(samples, "ours_backup", "ours",
-                              "load time from a compacted backup over a plain copy",
+                              "load time from a backup (runs stored together) over a plain copy",
                               metric="seconds"))
     return res
 

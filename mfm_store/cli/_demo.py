@@ -228,7 +228,7 @@ def story(r: DemoReport) -> str:
         f"{ctx.get('status')}, {ctx.get('qty')} x {ctx.get('symbol')} = "
         f"{_money(ctx.get('total_usd_cents', 0), '$')} = "
         f"{_money(ctx.get('total_eur_cents', 0), 'EUR ')}",
-        f"4. backup  consistent, compacted copy: {r.copy} ({r.copy_bytes} bytes)",
+        f"4. backup  consistent copy, runs stored together: {r.copy} ({r.copy_bytes} bytes)",
         f"5. replay  offline from the copy (read-only, no transport): "
         f"{'replay identical' if r.replay.identical else 'REPLAY DIFFERS'}",
         f"           {r.replay}",

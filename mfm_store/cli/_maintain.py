@@ -98,10 +98,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = add_command(subparsers, "backup", _backup,
-                    help="write a consistent, compacted copy of a database",
-                    description="Write a consistent, compacted copy (VACUUM INTO) of SRC to "
-                                "DEST, while writers continue. DEST must not exist. SRC may "
-                                "also be given with --db or $MFM_STORE_DB.",
+                    help="write a consistent copy of a database",
+                    description="Write a consistent copy of SRC to DEST, each run's events "
+                                "stored together, while writers continue. DEST must not "
+                                "exist. SRC may also be given with --db or $MFM_STORE_DB.",
                     example="mfm-store backup runs.db copy.db\n"
                             "mfm-store backup --db runs.db copy.db")
     p.add_argument("paths", nargs="+", metavar="SRC DEST", help="[SRC] DEST")
