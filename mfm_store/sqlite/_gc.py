@@ -25,10 +25,10 @@ class GcReport:
     applied: bool
 
 
-def _refs(conn: sqlite3.Connection, events_sql: str, bindings_sql: str,
+def _refs(conn: sqlite3.Connection | sqlite3.Cursor, events_sql: str, bindings_sql: str,
           params: tuple[Any, ...]) -> set[str]:
-    referenced = {row[0] for row in conn.execute(bindings_sql, params)}
-    for (body,) in conn.execute(events_sql, params):
+    referenced = {row[0] for row in conn.execute(bindings_sql, params).fetchall()}
+    for (body,) in conn.execute(events_sql, params):  # nothing else runs on it meanwhile
         try:
             referenced.update(artifact_refs(decode_event(body)))
         except Exception as exc:
@@ -51,6 +51,6 @@ def unreferenced(conn: sqlite3.Connection,
     return found, heads
 
 
-def refs_since(conn: sqlite3.Connection, run_pk: int, seq: int) -> set[str]:
+def refs_since(conn: sqlite3.Connection | sqlite3.Cursor, run_pk: int, seq: int) -> set[str]:
     """Artifacts referenced by a run's events and bindings written after ``seq``."""
     return _refs(conn, q.EVENT_BODIES_AFTER, q.BINDING_PAYLOADS_AFTER, (run_pk, seq))

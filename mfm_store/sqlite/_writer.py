@@ -1,8 +1,10 @@
 """Group commit: concurrent write operations share one transaction and one fsync.
 
-Operations are plain functions of the writer connection, written so that they check before
-they write: a contract error (``MfmError``) leaves nothing behind. A batch made only of
-operations of one class with a ``run_together(conn, ops)`` static method is first offered to
+Operations are plain functions of the writer's cursor, written so that they check before
+they write: a contract error (``MfmError``) leaves nothing behind. They share that one cursor
+(cheaper than a cursor per statement), so each must fetch a statement's rows before running
+the next. A batch made only of
+operations of one class with a ``run_together(cur, ops)`` static method is first offered to
 it (one ``executemany`` instead of a statement per operation); it returns the results, or
 ``None`` to have the batch run operation by operation. Those submitted by tasks that
 are ready in the same turn of the event loop form one batch: the first task to submit leads,
@@ -28,7 +30,7 @@ from typing import Any
 from ..errors import MfmError
 from ._errors import is_busy, translate
 
-Op = Callable[[sqlite3.Connection], Any]
+Op = Callable[[sqlite3.Cursor], Any]
 Outcome = tuple[bool, Any]
 Entry = tuple[Op, "asyncio.Future[Any]"]
 
@@ -43,21 +45,21 @@ class _Isolate(Exception):
     """An operation failed after writing; rerun the batch with one savepoint per operation."""
 
 
-def _run_shared(conn: sqlite3.Connection, ops: list[Op], where: str) -> list[Outcome]:
+def _run_shared(cur: sqlite3.Cursor, ops: list[Op], where: str) -> list[Outcome]:
     outcomes: list[Outcome] = []
     together = getattr(ops[0], "run_together", None)
     if together is not None and len(ops) > 1 and all(type(op) is type(ops[0]) for op in ops):
         # Ops of one kind may run as one set of statements; None means "not this time".
-        conn.execute("SAVEPOINT together")
-        results = together(conn, ops)
+        cur.execute("SAVEPOINT together")
+        results = together(cur, ops)
         if results is not None:
-            conn.execute("RELEASE together")
+            cur.execute("RELEASE together")
             return [(True, r) for r in results]
-        conn.execute("ROLLBACK TO together")
-        conn.execute("RELEASE together")
+        cur.execute("ROLLBACK TO together")
+        cur.execute("RELEASE together")
     for op in ops:
         try:
-            outcomes.append((True, op(conn)))
+            outcomes.append((True, op(cur)))
         except MfmError as exc:
             outcomes.append((False, exc))
         except Exception as exc:
@@ -65,23 +67,23 @@ def _run_shared(conn: sqlite3.Connection, ops: list[Op], where: str) -> list[Out
     return outcomes
 
 
-def _run_isolated(conn: sqlite3.Connection, ops: list[Op], where: str) -> list[Outcome]:
+def _run_isolated(cur: sqlite3.Cursor, ops: list[Op], where: str) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for op in ops:
-        conn.execute("SAVEPOINT op")
+        cur.execute("SAVEPOINT op")
         try:
-            result = op(conn)
+            result = op(cur)
         except Exception as exc:
-            conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
+            cur.execute("ROLLBACK TO op")
+            cur.execute("RELEASE op")
             outcomes.append((False, translate(exc, where)))
         else:
-            conn.execute("RELEASE op")
+            cur.execute("RELEASE op")
             outcomes.append((True, result))
     return outcomes
 
 
-def _run_batch(conn: sqlite3.Connection, ops: list[Op], where: str, *,
+def _run_batch(cur: sqlite3.Cursor, ops: list[Op], where: str, *,
                inline: bool) -> list[Outcome]:
     """BEGIN IMMEDIATE, run ``ops``, COMMIT; one outcome per op.
 
@@ -90,14 +92,14 @@ def _run_batch(conn: sqlite3.Connection, ops: list[Op], where: str, *,
     isolate = False
     while True:
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            cur.execute("BEGIN IMMEDIATE")
             runner = _run_isolated if isolate else _run_shared
-            outcomes = runner(conn, ops, where)
-            conn.execute("COMMIT")
+            outcomes = runner(cur, ops, where)
+            cur.execute("COMMIT")
             return outcomes
         except Exception as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            if cur.connection.in_transaction:
+                cur.execute("ROLLBACK")
             busy = isinstance(exc, _Busy) or is_busy(exc)
             if busy and inline:
                 raise _Busy from exc
@@ -108,19 +110,19 @@ def _run_batch(conn: sqlite3.Connection, ops: list[Op], where: str, *,
             return [(False, translate(cause or exc, where))] * len(ops)
 
 
-def _run_one(conn: sqlite3.Connection, op: Op, where: str) -> Any:
+def _run_one(cur: sqlite3.Cursor, op: Op, where: str) -> Any:
     """A batch of one on the loop's thread: its result, or its error raised (rolled back).
 
     Raises ``_Busy`` if another process holds the write lock (nothing was done).
     """
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        result = op(conn)
-        conn.execute("COMMIT")
+        cur.execute("BEGIN IMMEDIATE")
+        result = op(cur)
+        cur.execute("COMMIT")
         return result
     except BaseException as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        if cur.connection.in_transaction:
+            cur.execute("ROLLBACK")
         if isinstance(exc, MfmError):
             raise
         if is_busy(exc):
@@ -135,6 +137,7 @@ class GroupCommitWriter:
 
     def __init__(self, conn: sqlite3.Connection, where: str, busy_timeout_ms: int) -> None:
         self._conn = conn
+        self._cur = conn.cursor()
         self._where = where
         self._wait_pragma = f"PRAGMA busy_timeout = {int(busy_timeout_ms)}"
         self._pending: list[Entry] = []
@@ -150,7 +153,7 @@ class GroupCommitWriter:
                 or _others_ready(loop)):
             # Alone in this turn of the loop: a batch of one, without a future.
             try:
-                return _run_one(self._conn, op, self._where)
+                return _run_one(self._cur, op, self._where)
             except _Busy:
                 pass  # another process writes: take the general path (it waits on a thread)
         fut: asyncio.Future[Any] = loop.create_future()
@@ -181,7 +184,7 @@ class GroupCommitWriter:
         if batch:
             ops = [op for op, _ in batch]
             try:
-                outcomes = _run_batch(self._conn, ops, self._where, inline=True)
+                outcomes = _run_batch(self._cur, ops, self._where, inline=True)
             except _Busy:
                 self._on_thread = True
                 asyncio.get_running_loop().create_task(self._flush_on_thread(batch))
@@ -204,15 +207,15 @@ class GroupCommitWriter:
         self._flush()
 
     def _blocking_batch(self, ops: list[Op]) -> list[Outcome]:
-        self._conn.execute(self._wait_pragma)
+        self._cur.execute(self._wait_pragma)
         try:
-            return _run_batch(self._conn, ops, self._where, inline=False)
+            return _run_batch(self._cur, ops, self._where, inline=False)
         finally:
-            self._conn.execute("PRAGMA busy_timeout = 0")
+            self._cur.execute("PRAGMA busy_timeout = 0")
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is committed (or failed)."""
-        await self.run(lambda conn: None)
+        await self.run(lambda cur: None)
 
     def close(self) -> None:
         if self._thread is not None:

@@ -236,8 +236,8 @@ class SqliteStore:
         aid = hashlib.sha256(data).hexdigest()
         row = (aid, str(kind), len(data), checksum(data), _rules.now_millis(), data)
 
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(q.ARTIFACT_INSERT, row)
+        def op(cur: sqlite3.Cursor) -> None:
+            cur.execute(q.ARTIFACT_INSERT, row)
 
         await self._writable().run(op)
         return ArtifactId(aid)
@@ -276,13 +276,13 @@ class SqliteStore:
         body = encode_event(_rules.fact_recorded_event(key, payload_id))
         rid = str(run_id)
 
-        def op(conn: sqlite3.Connection) -> FactBinding:
-            row = conn.execute(q.RUN_HEAD, (rid,)).fetchone()
+        def op(cur: sqlite3.Cursor) -> FactBinding:
+            row = cur.execute(q.RUN_HEAD, (rid,)).fetchone()
             if row is not None:
-                bound = conn.execute(q.BINDING_GET, (row[0], key)).fetchone()
+                bound = cur.execute(q.BINDING_GET, (row[0], key)).fetchone()
                 if bound is not None:
                     return FactBinding(ArtifactId(bound[0]), False, bound[1])
-            if artifact_row is None and conn.execute(
+            if artifact_row is None and cur.execute(
                     q.ARTIFACT_EXISTS, (payload_id,)).fetchone() is None:
                 raise NotFoundError(f"fact payload artifact not found: {payload_id}")
             head = row[1] if row else 0
@@ -291,13 +291,13 @@ class SqliteStore:
             # Checks are done; writes follow.
             now = _rules.now_millis()
             if artifact_row is not None:
-                conn.execute(q.ARTIFACT_INSERT, artifact_row)
-            pk = row[0] if row else _new_run(conn, rid, now)
+                cur.execute(q.ARTIFACT_INSERT, artifact_row)
+            pk = row[0] if row else _new_run(cur, rid, now)
             seq = head + 1
-            conn.execute(q.EVENT_INSERT,
+            cur.execute(q.EVENT_INSERT,
                          (pk, seq, None, "Domain", "fact_recorded", checksum(body, seq), body))
-            conn.execute(q.BINDING_INSERT, (pk, key, payload_id, seq))
-            conn.execute(q.RUN_ADVANCE, (seq, now, None, None, pk))
+            cur.execute(q.BINDING_INSERT, (pk, key, payload_id, seq))
+            cur.execute(q.RUN_ADVANCE, (seq, now, None, None, pk))
             return FactBinding(payload_id, True, seq)
 
         result: FactBinding = await self._writable().run(op)
@@ -390,13 +390,13 @@ class SqliteStore:
         candidates: dict[str, int] = dict(found)
         if apply and candidates:
 
-            def op(conn: sqlite3.Connection) -> None:
-                for pk, head in conn.execute(q.RUN_HEADS).fetchall():
+            def op(cur: sqlite3.Cursor) -> None:
+                for pk, head in cur.execute(q.RUN_HEADS).fetchall():
                     since = heads.get(pk, 0)
                     if head > since:
-                        for ref in refs_since(conn, pk, since):
+                        for ref in refs_since(cur, pk, since):
                             candidates.pop(ref, None)
-                conn.executemany(q.ARTIFACT_DELETE, [(aid, cutoff) for aid in candidates])
+                cur.executemany(q.ARTIFACT_DELETE, [(aid, cutoff) for aid in candidates])
 
             await self._writable().run(op)
         return GcReport(artifacts=sorted(ArtifactId(a) for a in candidates),
@@ -450,8 +450,8 @@ def _event_rows(run_id: RunId, envelopes: list[EventEnvelope]
     return rows, bindings, op_id, status
 
 
-def _new_run(conn: sqlite3.Connection, rid: str, now: int) -> int:
-    pk = conn.execute(q.RUN_INSERT, (rid, now, now)).lastrowid
+def _new_run(cur: sqlite3.Cursor, rid: str, now: int) -> int:
+    pk = cur.execute(q.RUN_INSERT, (rid, now, now)).lastrowid
     assert pk is not None
     return pk
 
@@ -471,9 +471,9 @@ class _Append:
         self.op_id, self.status, self.rows, self.bindings, self.pk = (
             op_id, status, rows, bindings, pk)
 
-    def __call__(self, conn: sqlite3.Connection) -> tuple[int, int | None]:
+    def __call__(self, cur: sqlite3.Cursor) -> tuple[int, int | None]:
         rid, expected = self.rid, self.expected
-        row = conn.execute(q.RUN_HEAD, (rid,)).fetchone()
+        row = cur.execute(q.RUN_HEAD, (rid,)).fetchone()
         head = row[1] if row else 0
         if head != expected:
             raise _rules.head_moved(rid, expected, head)
@@ -481,25 +481,25 @@ class _Append:
             return int(head), None
         new_bindings = []
         for key, (pid, seq) in self.bindings.items():
-            bound = row and conn.execute(q.BINDING_GET, (row[0], key)).fetchone()
+            bound = row and cur.execute(q.BINDING_GET, (row[0], key)).fetchone()
             if not bound:
                 new_bindings.append((key, pid, seq))
             elif bound[0] != pid:
                 raise _rules.binding_conflict(rid, key, bound[0], pid)
         # Checks are done; writes follow (an op must not fail after it wrote).
         now = _rules.now_millis()
-        pk = row[0] if row else _new_run(conn, rid, now)
+        pk = row[0] if row else _new_run(cur, rid, now)
         for key, pid, seq in new_bindings:
-            conn.execute(q.BINDING_INSERT, (pk, key, pid, seq))
-        self._insert_events(conn, pk)
-        conn.execute(q.RUN_ADVANCE, (self.new_head, now, self.op_id, self.status, pk))
+            cur.execute(q.BINDING_INSERT, (pk, key, pid, seq))
+        self._insert_events(cur, pk)
+        cur.execute(q.RUN_ADVANCE, (self.new_head, now, self.op_id, self.status, pk))
         return self.new_head, pk
 
-    def _insert_events(self, conn: sqlite3.Connection, pk: int) -> None:
+    def _insert_events(self, cur: sqlite3.Cursor, pk: int) -> None:
         if len(self.rows) == 1:
-            conn.execute(q.EVENT_INSERT, (pk, *self.rows[0]))
+            cur.execute(q.EVENT_INSERT, (pk, *self.rows[0]))
         else:
-            conn.executemany(q.EVENT_INSERT, [(pk, *r) for r in self.rows])
+            cur.executemany(q.EVENT_INSERT, [(pk, *r) for r in self.rows])
 
 
 class _KnownRunAppend(_Append):
@@ -510,29 +510,29 @@ class _KnownRunAppend(_Append):
 
     __slots__ = ()
 
-    def __call__(self, conn: sqlite3.Connection) -> tuple[int, int | None]:
+    def __call__(self, cur: sqlite3.Cursor) -> tuple[int, int | None]:
         pk = self.pk
         assert pk is not None
-        moved = conn.execute(q.RUN_MOVE_HEAD,
+        moved = cur.execute(q.RUN_MOVE_HEAD,
                              (self.new_head, _rules.now_millis(), pk, self.expected))
         if moved.rowcount != 1:
-            return super().__call__(conn)
+            return super().__call__(cur)
         rows = self.rows
         if len(rows) == 1:
-            conn.execute(q.EVENT_INSERT, (pk, *rows[0]))
+            cur.execute(q.EVENT_INSERT, (pk, *rows[0]))
         else:
-            conn.executemany(q.EVENT_INSERT, [(pk, *r) for r in rows])
+            cur.executemany(q.EVENT_INSERT, [(pk, *r) for r in rows])
         return self.new_head, pk
 
     @staticmethod
-    def run_together(conn: sqlite3.Connection,
+    def run_together(cur: sqlite3.Cursor,
                      ops: list[_KnownRunAppend]) -> list[tuple[int, int | None]] | None:
         now = _rules.now_millis()
-        moved = conn.executemany(q.RUN_MOVE_HEAD,
+        moved = cur.executemany(q.RUN_MOVE_HEAD,
                                  [(o.new_head, now, o.pk, o.expected) for o in ops])
         if moved.rowcount != len(ops):
             return None
-        conn.executemany(q.EVENT_INSERT, [(o.pk, *r) for o in ops for r in o.rows])
+        cur.executemany(q.EVENT_INSERT, [(o.pk, *r) for o in ops for r in o.rows])
         return [(o.new_head, o.pk) for o in ops]
 
 
