@@ -8,14 +8,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .harness import Sample, Side, run_interleaved
+from .harness import Sample, Side, Stepper, run_alternating, run_interleaved
 from .peers import PeerStatus
 from .profiles import Profile
 
 __all__ = ["Context", "is_ours"]
 
 
-def is_ours(side: Side) -> bool:
+def is_ours(side: Side | Stepper) -> bool:
     """Sides named ``ours*`` or ``live*`` run our store; the others are references."""
     return side.name.startswith(("ours", "live"))
 
@@ -49,6 +49,12 @@ class Context:
             sides, self.profile.rounds if rounds is None else rounds,
             self.profile.warmup if warmup is None else warmup,
             self._profiling if self.profiler is not None else None)
+
+    async def measure_alternating(self, steppers: Sequence[Stepper]
+                                  ) -> dict[str, list[Sample]]:
+        """Rounds in which the steppers take turns one operation at a time."""
+        return await run_alternating(steppers, self.profile.rounds, self.profile.warmup,
+                                     is_ours, self.profiler)
 
     @contextmanager
     def _profiling(self, side: Side) -> Iterator[None]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .harness import Finding, Sample, Side, Spread, percentile, spread
+from .harness import Finding, Sample, Side, Spread, Stepper, percentile, spread
 
 __all__ = ["ScenarioResult", "SideResult"]
 
@@ -18,7 +19,7 @@ class SideResult:
     samples: list[Sample]
 
     @classmethod
-    def of(cls, side: Side, samples: list[Sample]) -> SideResult:
+    def of(cls, side: Side | Stepper, samples: list[Sample]) -> SideResult:
         return cls(side.name, side.label, side.unit, samples)
 
     @property
@@ -66,7 +67,8 @@ class ScenarioResult:
                 return s
         raise KeyError(name)
 
-    def add_sides(self, sides: list[Side], samples: dict[str, list[Sample]]) -> None:
+    def add_sides(self, sides: Sequence[Side | Stepper],
+                  samples: dict[str, list[Sample]]) -> None:
         self.sides.extend(SideResult.of(s, samples[s.name]) for s in sides)
 
     def to_json(self) -> dict[str, Any]:
