@@ -110,28 +110,6 @@ def _run_batch(cur: sqlite3.Cursor, ops: list[Op], where: str, *,
             return [(False, translate(cause or exc, where))] * len(ops)
 
 
-def _run_one(cur: sqlite3.Cursor, op: Op, where: str) -> Any:
-    """A batch of one on the loop's thread: its result, or its error raised (rolled back).
-
-    Raises ``_Busy`` if another process holds the write lock (nothing was done).
-    """
-    try:
-        cur.execute("BEGIN IMMEDIATE")
-        result = op(cur)
-        cur.execute("COMMIT")
-        return result
-    except BaseException as exc:
-        if cur.connection.in_transaction:
-            cur.execute("ROLLBACK")
-        if isinstance(exc, MfmError):
-            raise
-        if is_busy(exc):
-            raise _Busy from exc
-        if isinstance(exc, Exception):
-            raise translate(exc, where) from exc
-        raise
-
-
 class GroupCommitWriter:
     """Owns the write connection; :meth:`run` returns after the commit holding the op."""
 
@@ -150,12 +128,26 @@ class GroupCommitWriter:
         """Run ``op`` in the next batch; return its result after COMMIT, or raise its error."""
         loop = asyncio.get_running_loop()
         if not (self._pending or self._leading or self._scheduled or self._on_thread
-                or _others_ready(loop)):
-            # Alone in this turn of the loop: a batch of one, without a future.
+                or getattr(loop, "_ready", True)):
+            # Alone in this turn of the loop (see _others_ready): a batch of one, inline and
+            # without a future. This path is kept flat: after a commit that waited for fsync
+            # every function entered costs several times its usual time.
+            cur = self._cur
             try:
-                return _run_one(self._cur, op, self._where)
-            except _Busy:
-                pass  # another process writes: take the general path (it waits on a thread)
+                cur.execute("BEGIN IMMEDIATE")
+                result = op(cur)
+                cur.execute("COMMIT")
+                return result
+            except BaseException as exc:
+                if cur.connection.in_transaction:
+                    cur.execute("ROLLBACK")
+                if isinstance(exc, MfmError):
+                    raise
+                if not is_busy(exc):
+                    if isinstance(exc, Exception):
+                        raise translate(exc, self._where) from exc
+                    raise
+                # Another process writes: take the general path (it waits on a thread).
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((op, fut))
         if not (self._leading or self._scheduled or self._on_thread):
@@ -224,7 +216,8 @@ class GroupCommitWriter:
 
 
 def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether other callbacks wait in this loop turn (and might join the batch).
+    """Whether other callbacks wait in this loop turn (and might join the batch); ``run``
+    inlines the same test.
 
     Reads CPython's ready queue when it is there (a lone writer then skips one loop turn);
     any other loop is assumed busy, which only costs that turn.

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import sqlite3
+import time
 import warnings
 from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Sequence
 from pathlib import Path
@@ -171,7 +172,9 @@ class SqliteStore:
         envelopes = list(envelopes)
         _rules.check_envelopes(run_id, expected_seq, envelopes)
         rows, bindings, op_id, status = _event_rows(run_id, envelopes)
-        writer = self._writable()
+        writer = self._writer
+        if writer is None or self._closed:
+            writer = self._writable()  # raises
         rid = str(run_id)
         known_pk = self._run_pks.get(rid)
         if (known_pk is not None and rows and not bindings
@@ -514,7 +517,7 @@ class _KnownRunAppend(_Append):
         pk = self.pk
         assert pk is not None
         moved = cur.execute(q.RUN_MOVE_HEAD,
-                             (self.new_head, _rules.now_millis(), pk, self.expected))
+                            (self.new_head, time.time_ns() // 1_000_000, pk, self.expected))
         if moved.rowcount != 1:
             return super().__call__(cur)
         rows = self.rows
