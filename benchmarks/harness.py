@@ -35,6 +35,7 @@ __all__ = [
     "Stepper",
     "Stopwatch",
     "Target",
+    "Turns",
     "paired_ratios",
     "percentile",
     "run_alternating",
@@ -128,51 +129,64 @@ StepFn = Callable[[int], Awaitable[object] | None]
 
 
 @dataclass(frozen=True)
-class Stepper:
-    """A contestant measured one operation at a time.
+class Turns:
+    """One prepared round of a :class:`Stepper`: ``step(i)`` for ``i`` in ``range(steps)``
+    performs a share of the round's ``ops`` operations (returning an awaitable, or None when
+    already done); ``latencies``, if given, is filled by the steps (seconds per operation)."""
 
-    ``prepare(round_index)`` does the untimed setup of a round and returns ``(n, step)``;
-    ``step(i)`` performs operation ``i`` of ``n`` (returning an awaitable, or None when done).
-    """
+    steps: int
+    step: StepFn
+    ops: int
+    latencies: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class Stepper:
+    """A contestant measured in turns: ``prepare(round_index)`` does the untimed setup of a
+    round and returns its :class:`Turns`."""
 
     name: str
     label: str
     unit: str
-    prepare: Callable[[int], Awaitable[tuple[int, StepFn]]]
+    prepare: Callable[[int], Awaitable[Turns]]
 
 
 async def run_alternating(steppers: Sequence[Stepper], rounds: int, warmup: int = 0,
                           profile: Callable[[Stepper], bool] | None = None,
                           profiler: Any = None) -> dict[str, list[Sample]]:
-    """Like :func:`run_interleaved`, but the contestants take turns one operation at a time
-    (their order rotating each round), so that drift in fsync latency, which moves within
-    seconds on a shared disk, hits them alike. Each operation is timed on its own.
+    """Like :func:`run_interleaved`, but within a round the contestants take turns step by
+    step (their order rotating each round), so that drift in fsync latency, which moves within
+    seconds on a shared disk, hits them alike. Each step is timed on its own; the steppers of
+    one call must prepare the same number of steps.
 
-    With ``profiler``, the operations of steppers for which ``profile`` is true run under it.
+    With ``profiler``, the steps of steppers for which ``profile`` is true run under it.
     """
     samples: dict[str, list[Sample]] = {s.name: [] for s in steppers}
     n_sides = len(steppers)
     for r in range(-warmup, rounds):
         order = [steppers[(r + i) % n_sides] for i in range(n_sides)]
-        prepared = [(s, *await s.prepare(r)) for s in order]
-        n = min(count for _, count, _ in prepared)
+        prepared = [(side, await side.prepare(r)) for side in order]
+        steps = {turns.steps for _, turns in prepared}
+        if len(steps) != 1:
+            raise ValueError(f"steppers prepared different numbers of steps: {steps}")
         totals = dict.fromkeys((s.name for s in order), 0)
         gc.collect()
-        for i in range(n):
-            for side, _, step in prepared:
+        for i in range(steps.pop()):
+            for side, turns in prepared:
                 watched = profiler is not None and profile is not None and profile(side)
                 if watched:
                     profiler.enable()
                 start = time.perf_counter_ns()
-                pending = step(i)
+                pending = turns.step(i)
                 if pending is not None:
                     await pending
                 totals[side.name] += time.perf_counter_ns() - start
                 if watched:
                     profiler.disable()
         if r >= 0:
-            for side in steppers:
-                samples[side.name].append(Sample(n, totals[side.name] / 1e9))
+            for side, turns in prepared:
+                samples[side.name].append(Sample(turns.ops, totals[side.name] / 1e9,
+                                                 tuple(turns.latencies or ())))
     return samples
 
 

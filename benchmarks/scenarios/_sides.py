@@ -11,7 +11,7 @@ from mfm_store.events import EventEnvelope
 from mfm_store.ids import RunId
 from mfm_store.sqlite import SqliteStore
 
-from ..harness import Sample, Side, StepFn, Stepper, Stopwatch
+from ..harness import Stepper, Turns
 from ..raw import RawDb, event_rows
 from ..workload import envelopes
 
@@ -22,14 +22,14 @@ def sequential_appends(name: str, label: str, store: SqliteStore, n: int) -> Ste
     """``n`` appends of one event each, awaited one after the other, on a fresh run; each
     append is one step (see :func:`~benchmarks.harness.run_alternating`)."""
 
-    async def prepare(_r: int) -> tuple[int, StepFn]:
+    async def prepare(_r: int) -> Turns:
         run_id = RunId.new()
         envs = envelopes(run_id, 0, n)
 
         def step(i: int) -> Awaitable[int]:
             return store.append(run_id, i, (envs[i],))
 
-        return n, step
+        return Turns(n, step, n)
 
     return Stepper(name, label, "appends", prepare)
 
@@ -39,7 +39,7 @@ def raw_sequential_appends(name: str, label: str, raw: RawDb, n: int, *,
     """The same rows through plain ``sqlite3``: one transaction per event (``check_head``:
     reading the run's head first in each transaction, as the store does)."""
 
-    async def prepare(_r: int) -> tuple[int, StepFn]:
+    async def prepare(_r: int) -> Turns:
         run_id = RunId.new()
         rows = event_rows(envelopes(run_id, 0, n))
         pk = raw.new_run(str(run_id))
@@ -48,18 +48,20 @@ def raw_sequential_appends(name: str, label: str, raw: RawDb, n: int, *,
         def step(i: int) -> None:
             raw.append(pk, (rows[i],), check)
 
-        return n, step
+        return Turns(n, step, n)
 
     return Stepper(name, label, "appends", prepare)
 
 
-def concurrent_appends(name: str, label: str, store: SqliteStore, tasks: int,
-                       total: int) -> Side:
-    """``tasks`` asyncio tasks, each appending one event at a time to its own run.
+def concurrent_appends(name: str, label: str, store: SqliteStore, tasks: int, total: int,
+                       steps: int) -> Stepper:
+    """``tasks`` asyncio tasks, each appending one event at a time to its own run, ``total``
+    appends per round in ``steps`` turns (each task makes its share of appends in every turn).
 
-    Every append's latency is recorded; the rate is all appends over the wall time.
+    Every append's latency is recorded; the rate is all appends over the time of the turns.
     """
-    per_task = max(1, total // tasks)
+    per_task = max(steps, total // tasks)
+    share = per_task // steps
 
     async def worker(envs: list[EventEnvelope], lat: list[float]) -> None:
         for env in envs:
@@ -67,13 +69,14 @@ def concurrent_appends(name: str, label: str, store: SqliteStore, tasks: int,
             await store.append(env.run_id, env.seq - 1, (env,))
             lat.append(time.perf_counter() - start)
 
-    async def run(_r: int) -> Sample:
-        plans = [envelopes(RunId.new(), 0, per_task) for _ in range(tasks)]
+    async def prepare(_r: int) -> Turns:
+        plans = [envelopes(RunId.new(), 0, share * steps) for _ in range(tasks)]
         lat: list[float] = []
-        sw = Stopwatch()
-        with sw.timing():
-            await asyncio.gather(*(worker(envs, lat) for envs in plans))
-        sw.latencies = lat
-        return sw.sample(per_task * tasks, keep_latencies=True)
 
-    return Side(name, label, "appends", run)
+        def step(i: int) -> Awaitable[object]:
+            return asyncio.gather(*(worker(envs[i * share:(i + 1) * share], lat)
+                                    for envs in plans))
+
+        return Turns(steps, step, share * steps * tasks, lat)
+
+    return Stepper(name, label, "appends", prepare)
