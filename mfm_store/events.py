@@ -317,7 +317,7 @@ def _cbor_name(name: str) -> bytes:
     encoded = _names.get(name)
     if encoded is None:
         encoded = _cbor_text(name)
-        if len(_names) < 1024:
+        if len(name) <= 64 and len(_names) < 1024:  # only the short names apps reuse
             _names[name] = encoded
     return encoded
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -371,6 +372,72 @@ async def test_failed_backup_leaves_nothing_behind(tmp_path: Path) -> None:
             await store.backup(tmp_path / "missing" / "copy.db")
         assert "copy.db" in str(err.value)
         assert sorted(p.name for p in tmp_path.iterdir()) == names
+
+
+async def test_two_backups_to_one_destination_give_one_copy(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    run = await fill(path, events=50)
+    async with SqliteStore.open(path) as store:
+        for _ in range(3):
+            dest = tmp_path / "copy.db"
+            results = await asyncio.gather(store.backup(dest), store.backup(dest),
+                                           return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            assert len(errors) == 1 and isinstance(errors[0], StorageError), results
+            assert "already exists" in str(errors[0])
+            async with SqliteStore.open(dest, read_only=True) as copy:
+                assert len(await copy.read_range(run)) == 50
+                assert (await copy.verify()).ok
+            dest.unlink()
+    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
+
+
+async def test_backup_destination_through_a_missing_folder_is_refused(tmp_path: Path,
+                                                                      monkeypatch: Any) -> None:
+    path = tmp_path / "live.db"
+    await fill(path)
+    monkeypatch.chdir(tmp_path)
+    async with SqliteStore.open(path) as store:
+        names = sorted(p.name for p in tmp_path.iterdir())
+        with pytest.raises(StorageError, match=r"copy\.db"):
+            await store.backup(Path("nosuchdir") / ".." / "copy.db")
+        assert sorted(p.name for p in tmp_path.iterdir()) == names
+        relative = await store.backup("copy.db")  # a plain relative path works
+    assert relative == tmp_path / "copy.db" and relative.exists()
+
+
+async def test_backup_does_not_hold_the_write_lock(tmp_path: Path) -> None:
+    # The copy takes far longer than the writer's busy timeout: had the backup taken the
+    # source's write lock, the appends made meanwhile would fail with store_busy.
+    path = tmp_path / "live.db"
+    run = await fill(path, events=1)
+    async with SqliteStore.open(path, busy_timeout=0.005) as store:
+        for _ in range(64):
+            await store.put(ArtifactKind.OUTPUT, os.urandom(1 << 20))
+        backup = asyncio.create_task(store.backup(tmp_path / "copy.db"))
+        head, during = 1, 0
+        while not backup.done():
+            head = await store.append(run, head, [tick(run, head + 1)])
+            during += 1
+            await asyncio.sleep(0)
+        await backup
+    assert during > 1
+
+
+async def test_verify_of_a_live_file_sees_one_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    run = await fill(path, events=20_000)
+    async with SqliteStore.open(path) as store:
+        reports, n = [], 0
+        for _ in range(3):
+            check = asyncio.create_task(store.verify())
+            while not check.done():  # facts are recorded (event + binding) while verify reads
+                n += 1
+                await store.record_fact(run, f"k{n}", b"%d" % n)
+                await asyncio.sleep(0)
+            reports.append(await check)
+    assert n > 3
+    assert all(r.ok for r in reports), [str(r) for r in reports if not r.ok]
 
 
 async def test_gc_dry_run_deletes_nothing_and_apply_keeps_references(tmp_path: Path) -> None:

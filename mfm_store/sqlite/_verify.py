@@ -93,10 +93,19 @@ _TICK = 1000
 
 def verify_connection(conn: Any, checksum: Any,
                       tick: Callable[[int], None] | None = None) -> VerifyReport:
-    """Run every check on a sqlite3 connection (in a worker thread).
+    """Run every check on an autocommit sqlite3 connection (in a worker thread), all in one
+    read transaction: on a live file, writes made meanwhile are not seen half-way.
 
     ``tick(n)`` is called as rows are checked (artifacts, events, bindings; ``n`` at a time).
     """
+    conn.execute("BEGIN")
+    try:
+        return _verify(conn, checksum, tick)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _verify(conn: Any, checksum: Any, tick: Callable[[int], None] | None) -> VerifyReport:
     problems: list[Problem] = []
     done = 0
 

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import os
 import sqlite3
-import time
 import warnings
 from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Sequence
 from pathlib import Path
@@ -347,12 +346,12 @@ class SqliteStore:
         The copy is one self-contained file (rollback journal, no ``-wal``), ready to be opened
         read-only elsewhere, with each run's events stored together so that a replay of the
         copy reads few pages. It appears at ``dest`` only once complete and synced. Raises
-        ``StorageError`` if ``dest`` exists.
+        ``StorageError`` if ``dest`` exists or its folder does not. Returns the copy's path.
         """
-        target = Path(dest)
         if self._closed:
             raise StorageError(f"{self._path}: store is closed", code=CODE_STORE_CLOSED)
-        await asyncio.to_thread(write_backup, self._uri, str(self._path), target)
+        target: Path = await asyncio.to_thread(write_backup, self._uri, str(self._path),
+                                               Path(dest))
         return target
 
     async def stats(self) -> dict[str, int]:
@@ -517,7 +516,7 @@ class _KnownRunAppend(_Append):
         pk = self.pk
         assert pk is not None
         moved = cur.execute(q.RUN_MOVE_HEAD,
-                            (self.new_head, time.time_ns() // 1_000_000, pk, self.expected))
+                            (self.new_head, _rules.now_millis(), pk, self.expected))
         if moved.rowcount != 1:
             return super().__call__(cur)
         rows = self.rows
