@@ -110,6 +110,15 @@ def _run_batch(cur: sqlite3.Cursor, ops: list[Op], where: str, *,
             return [(False, translate(cause or exc, where))] * len(ops)
 
 
+def _others_ready(loop: asyncio.AbstractEventLoop) -> object:
+    """Truthy when other callbacks wait in this loop turn (and might join the batch).
+
+    Reads CPython's ready queue when it is there (a lone writer then skips one loop turn);
+    any other loop counts as busy, which only costs that turn.
+    """
+    return getattr(loop, "_ready", True)
+
+
 class GroupCommitWriter:
     """Owns the write connection; :meth:`run` returns after the commit holding the op."""
 
@@ -128,8 +137,8 @@ class GroupCommitWriter:
         """Run ``op`` in the next batch; return its result after COMMIT, or raise its error."""
         loop = asyncio.get_running_loop()
         if not (self._pending or self._leading or self._scheduled or self._on_thread
-                or getattr(loop, "_ready", True)):
-            # Alone in this turn of the loop (see _others_ready): a batch of one, inline and
+                or _others_ready(loop)):
+            # Alone in this turn of the loop: a batch of one, inline and
             # without a future. This path is kept flat: after a commit that waited for fsync
             # every function entered costs several times its usual time.
             cur = self._cur
@@ -213,17 +222,6 @@ class GroupCommitWriter:
         if self._thread is not None:
             self._thread.shutdown(wait=True)
         self._conn.close()
-
-
-def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether other callbacks wait in this loop turn (and might join the batch); ``run``
-    inlines the same test.
-
-    Reads CPython's ready queue when it is there (a lone writer then skips one loop turn);
-    any other loop is assumed busy, which only costs that turn.
-    """
-    ready = getattr(loop, "_ready", None)
-    return ready is None or len(ready) > 0
 
 
 def _deliver(batch: list[Entry], outcomes: list[Outcome]) -> None:
