@@ -1,17 +1,16 @@
 """Group commit: concurrent write operations share one transaction and one fsync.
 
-Operations are plain functions of the writer's cursor, written so that they check before
-they write: a contract error (``MfmError``) leaves nothing behind. They share that one cursor
-(cheaper than a cursor per statement), so each must fetch a statement's rows before running
-the next. A batch made only of
-operations of one class with a ``run_together(cur, ops)`` static method is first offered to
-it (one ``executemany`` instead of a statement per operation); it returns the results, or
-``None`` to have the batch run operation by operation. Those submitted by tasks that
-are ready in the same turn of the event loop form one batch: the first task to submit leads,
-yields once so that the others can join, then runs the batch and one COMMIT; every caller is
-answered only after that COMMIT. If an operation fails in any other way (an SQLite error after
-it wrote), the batch is rolled back and run again with each operation in its own SAVEPOINT, so
-that one failing operation never affects the others.
+Operations are plain functions of the writer's cursor, written so that they check before they
+write: a contract error (``MfmError``) leaves nothing behind. They share that one cursor
+(cheaper than a cursor per statement), so each must fetch a statement's rows before running the
+next. A batch made only of operations of one class with a ``run_together(cur, ops)`` static
+method is first offered to it (one ``executemany`` instead of a statement per operation); it
+returns the results, or ``None`` to have the batch run operation by operation. Those submitted
+by tasks that are ready in the same turn of the event loop form one batch: the first task to
+submit leads, yields once so that the others can join, then runs the batch and one COMMIT; every
+caller is answered only after that COMMIT. If an operation fails in any other way (an SQLite
+error after it wrote), the batch is rolled back and run again with each operation in its own
+SAVEPOINT, so that one failing operation never affects the others.
 
 A batch runs on the event loop's thread: at this size of work a hop to another thread costs
 about as much as the transaction itself, so the loop is held for the length of one commit. When
