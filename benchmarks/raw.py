@@ -9,7 +9,6 @@ with pre-computed checksums, so the baseline pays for nothing but SQLite.
 from __future__ import annotations
 
 import hashlib
-import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -17,18 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
-import xxhash
 
-import mfm_store
 from mfm_store.events import DomainEvent, EventEnvelope, encode_event
+from mfm_store.sqlite._schema import APPLICATION_ID, LATEST_VERSION, migrations, statements
+from mfm_store.sqlite.store import checksum  # the stored format: signed xxh3-64
 
-__all__ = ["RawDb", "event_rows", "row_checksum", "schema_files"]
+__all__ = ["RawDb", "event_rows"]
 
-_APPLICATION_ID = 0x4D464D53  # 'MFMS', as the store writes it
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
-_MIGRATION = re.compile(r"\d{4}_[a-z0-9_]+\.sql\Z")
 
-# The writes our store makes, row for row (see schema/0001_initial.sql).
+# The writes our store makes, row for row (see schema/).
 RUN_INSERT = "INSERT INTO runs (run_id, head_seq, created_ms, updated_ms) VALUES (?, 0, ?, ?)"
 RUN_HEAD = "SELECT run_pk, head_seq FROM runs WHERE run_id = ?"
 RUN_ADVANCE = "UPDATE runs SET head_seq = ?, updated_ms = ? WHERE run_pk = ?"
@@ -45,22 +42,6 @@ BINDINGS = ("SELECT b.fact_key, b.payload_id FROM fact_bindings AS b JOIN runs A
 EventRow = tuple[int, int | None, str, str | None, int, bytes]
 
 
-def schema_files() -> list[Path]:
-    """The numbered schema files, from the repository or from the installed package."""
-    package = Path(mfm_store.__file__).resolve().parent
-    for folder in (package.parent / "schema", package / "_schema"):
-        files = sorted(p for p in folder.glob("*.sql") if _MIGRATION.match(p.name))
-        if files:
-            return files
-    raise FileNotFoundError(f"no schema/*.sql next to {package}")
-
-
-def row_checksum(data: bytes, seed: int = 0) -> int:
-    """xxh3-64 as a signed 64-bit integer, the stored checksum format (schema comments)."""
-    value: int = xxhash.xxh3_64_intdigest(data, seed)
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
 def event_rows(envelopes: Sequence[EventEnvelope]) -> list[EventRow]:
     """Pre-encode envelopes as event rows (without ``run_pk``), outside any timing."""
     rows: list[EventRow] = []
@@ -70,7 +51,7 @@ def event_rows(envelopes: Sequence[EventEnvelope]) -> list[EventRow]:
             kind, name = "Domain", env.event.name
         else:
             kind, name = type(env.event).__name__, None
-        rows.append((env.seq, env.ts_millis, kind, name, row_checksum(body, env.seq), body))
+        rows.append((env.seq, env.ts_millis, kind, name, checksum(body, env.seq), body))
     return rows
 
 
@@ -87,11 +68,11 @@ class RawDb:
         self.conn.execute("PRAGMA busy_timeout = 10000")
         if self.conn.execute("PRAGMA user_version").fetchone()[0] == 0:
             self.conn.execute("BEGIN IMMEDIATE")
-            for file in schema_files():
-                for statement in _statements(file.read_text(encoding="utf-8")):
+            for _version, script in migrations():
+                for statement in statements(script):
                     self.conn.execute(statement)
-            self.conn.execute(f"PRAGMA user_version = {len(schema_files())}")
-            self.conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+            self.conn.execute(f"PRAGMA user_version = {LATEST_VERSION}")
+            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self.conn.execute("COMMIT")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
@@ -146,7 +127,7 @@ class RawDb:
 
 
 def artifact_row(kind: str, data: bytes) -> tuple[str, str, int, int, int, bytes]:
-    return (hashlib.sha256(data).hexdigest(), kind, len(data), row_checksum(data), _now(), data)
+    return (hashlib.sha256(data).hexdigest(), kind, len(data), checksum(data), _now(), data)
 
 
 def load_run(path: Path, run_id: str) -> tuple[list[Any], dict[str, str]]:
@@ -174,13 +155,3 @@ def stream_run(path: Path, run_id: str) -> Iterator[Any]:
 def _open_ro(path: Path) -> sqlite3.Connection:
     """Read-only; ``immutable`` (no -wal/-shm, no locking) since the copy is quiescent."""
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
-
-
-def _statements(script: str) -> list[str]:
-    out, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            out.append(current.strip())
-            current = ""
-    return [s for s in out if s.strip()]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 
 from mfm_store.sqlite import SqliteStore
+from mfm_store.sqlite.store import checksum
 from mfm_store.stores import ArtifactKind
 
 from ..context import Context
 from ..harness import Sample, Side, Stopwatch, Target
-from ..raw import RawDb, row_checksum
+from ..raw import RawDb
 from ..results import ScenarioResult
 from ..workload import random_blobs
 from ._base import Scenario, ratio
@@ -48,7 +49,7 @@ async def artifacts(ctx: Context) -> ScenarioResult:
 
             async def raw_side(_r: int, size: int = size, count: int = count) -> Sample:
                 blobs = random_blobs(size, count)
-                sums = [row_checksum(b) for b in blobs]
+                sums = [checksum(b) for b in blobs]
                 sw = Stopwatch()
                 with sw.timing():
                     for blob, s in zip(blobs, sums, strict=True):
