@@ -1,0 +1,95 @@
+"""``mfm-store ui``: options, opening the store read-only, serving until Ctrl-C.
+
+Nothing here imports the ``ui`` extra's libraries at import time, so the command line works
+(and says what to install) without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TextIO
+
+from ..cli._common import DB_ENV, EXIT_FILE, EXIT_OK, EXIT_USAGE, CliError
+from ..errors import CODE_NOT_A_DATABASE
+from ..sqlite import SqliteStore
+from ..stores import Store
+
+__all__ = ["EXAMPLE", "HELP", "add_arguments", "open_read_only", "run", "serve"]
+
+HELP = "browse the store in a local, read-only web inspector"
+EXAMPLE = ("mfm-store ui --db runs.db            # prints http://127.0.0.1:PORT/\n"
+           "mfm-store ui --db runs.db --port 8765 --open")
+_MISSING_EXTRA = ("the web inspector needs the 'ui' extra: "
+                  "python3 -m pip install 'mfm_store[ui]'")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ui`` (the database comes from the command line's ``--db``)."""
+    parser.add_argument("--port", type=int, default=0, metavar="N",
+                        help="port on 127.0.0.1 (default: a free port)")
+    parser.add_argument("--open", action="store_true", dest="open_browser",
+                        help="open the address in your browser")
+
+
+@asynccontextmanager
+async def open_read_only(target: str | os.PathLike[str]) -> AsyncIterator[tuple[Store, str]]:
+    """The store at ``target`` opened read-only, and a label for page headers.
+
+    ``target`` is a path to an existing SQLite file (never created), or ``memory:``.
+    """
+    text = os.fspath(target)
+    if text == "memory:":
+        from ..memory import MemoryStore
+
+        async with MemoryStore() as memory:
+            yield memory, "memory:"
+        return
+    path = Path(text)
+    if not path.exists():
+        raise CliError(f"{path}: no such file", EXIT_FILE, "store_not_found")
+    if path.is_dir():
+        raise CliError(f"{path}: is a directory, not a database file", EXIT_FILE,
+                       CODE_NOT_A_DATABASE)
+    async with SqliteStore.open(path, read_only=True) as store:
+        yield store, str(path)
+
+
+async def serve(target: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 0,
+                open_browser: bool = False, out: TextIO | None = None) -> None:
+    """Serve the inspector over the store at ``target`` until Ctrl-C (SIGINT) or SIGTERM.
+
+    Opens the store read-only, listens on ``host`` (a loopback address only) and ``port``
+    (0: a free port), prints the address once it accepts connections, optionally opens the
+    user's browser, and closes the store on the way out. Raises ``CliError`` for a missing
+    file or a missing ``ui`` extra, ``ValueError`` for a host that is not loopback.
+    """
+    try:
+        from ._server import serve_store
+    except ImportError as exc:
+        raise CliError(f"{_MISSING_EXTRA} ({exc})", EXIT_USAGE, "ui_extra_missing") from None
+    async with open_read_only(target) as (store, label):
+        await serve_store(store, label=label, host=host, port=port,
+                          open_browser=open_browser, out=out)
+
+
+async def run(args: argparse.Namespace) -> int:
+    """The ``ui`` command: ``--db`` (or ``$MFM_STORE_DB``), ``--port``, ``--open``."""
+    target = getattr(args, "db", None) or os.environ.get(DB_ENV)
+    if not target:
+        raise CliError(f"no database given: pass --db PATH or set {DB_ENV}", EXIT_USAGE,
+                       "usage")
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be 0..65535, not {args.port}", EXIT_USAGE, "usage")
+    try:
+        await serve(target, port=args.port, open_browser=args.open_browser)
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise CliError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}",
+                           EXIT_USAGE, "port_unavailable") from None
+        raise
+    return EXIT_OK

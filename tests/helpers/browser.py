@@ -1,0 +1,90 @@
+"""Driving Debian's headless Chromium with Playwright, and running the inspector to browse.
+
+Playwright's own browser download is never used: the browser is ``/usr/bin/chromium`` (or
+``$MFM_CHROMIUM``), started with a fresh profile folder each time. ``.ci/run`` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = os.environ.get("MFM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--disable-default-apps", "--disable-extensions",
+]
+REPO = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def chromium(profile: Path, *, width: int = 1280, height: int = 900) -> Iterator[Any]:
+    """A Playwright ``BrowserContext`` of a headless Chromium using ``profile`` (created
+    fresh) as its user data folder; downloads are accepted."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: apt-get install chromium "
+                           "(or set MFM_CHROMIUM)")
+    profile.mkdir(parents=True, exist_ok=False)
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            accept_downloads=True, viewport={"width": width, "height": height},
+            chromium_sandbox=False)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+class Inspector:
+    """``python -m mfm_store.ui`` in a child process, on a free port."""
+
+    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
+        self.proc = proc
+        self.url = url
+        self.port = int(url.rstrip("/").rsplit(":", 1)[1])
+
+    def stop(self) -> tuple[int, str]:
+        """Ctrl-C (SIGINT) and wait: the exit code and what it printed after the address."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=20)
+        return self.proc.returncode, out
+
+
+@contextmanager
+def inspector(db: Path | str, *extra: str, env: dict[str, str] | None = None
+              ) -> Iterator[Inspector]:
+    """Start the inspector over ``db``; yields once it prints its address (it is listening
+    then), stops it with SIGINT on the way out."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mfm_store.ui", "--db", str(db), *extra], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if " at http://" not in line:
+            proc.kill()
+            rest, _ = proc.communicate(timeout=20)
+            raise RuntimeError(f"the inspector did not start: {line}{rest}")
+        url = line.split(" at ", 1)[1].split()[0]
+        server = Inspector(proc, url)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
