@@ -41,6 +41,13 @@ CODE_RANDOM_UNAVAILABLE = "random_unavailable"
 CODE_IO_UNIMPLEMENTED = "io_unimplemented"
 CODE_IO_UNKNOWN_NAMESPACE = "io_unknown_namespace"
 CODE_TRANSPORT_REGISTRY = "transport_registry_invalid"
+# HTTP transport (mfm_store.http).
+CODE_FACT_REQUEST_MISMATCH = "fact_request_mismatch"
+CODE_HTTP_REQUEST_INVALID = "http_request_invalid"
+CODE_HTTP_BODY_TOO_LARGE = "http_body_too_large"
+CODE_HTTP_SERVER_ERROR = "http_server_error"
+CODE_HTTP_CLIENT_ERROR = "http_client_error"
+CODE_HTTP_ANSWER_INVALID = "http_answer_invalid"
 
 
 class ErrorCategory(enum.Enum):
