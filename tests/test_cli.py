@@ -14,65 +14,16 @@ import subprocess
 import sys
 import termios
 from pathlib import Path
-from typing import Any
 
 import pytest
+from helpers.cli import assert_one_line_error, cli, cli_all, err, out, read
+from helpers.cli import env as _env
 
 from mfm_store import ArtifactKind, EventEnvelope, RunId
 from mfm_store.sqlite import SqliteStore
 
 COMMANDS: list[str | Path] = ["demo", "runs", "show", "facts", "artifact", "verify", "export",
                               "import", "backup", "gc", "stats"]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MFM_STORE_DB"}
-    env.update(extra)
-    return env
-
-
-def cli(*args: str | Path, cwd: Path | None = None, stdin: bytes | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "mfm_store", *map(str, args)], cwd=cwd,
-                          input=stdin, capture_output=True, timeout=120,
-                          env=_env() if env is None else env)
-
-
-def cli_all(*commands: list[str | Path], cwd: Path | None = None,
-            env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess[bytes]]:
-    """Several independent commands, run at the same time (each as its own process)."""
-    procs = [(c, subprocess.Popen([sys.executable, "-m", "mfm_store", *map(str, c)], cwd=cwd,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  env=_env() if env is None else env))
-             for c in commands]
-    results = []
-    for args, proc in procs:
-        stdout, stderr = proc.communicate(timeout=120)
-        results.append(subprocess.CompletedProcess(args, proc.returncode, stdout, stderr))
-    return results
-
-
-def out(result: subprocess.CompletedProcess[bytes]) -> str:
-    return result.stdout.decode("utf-8")
-
-
-def err(result: subprocess.CompletedProcess[bytes]) -> str:
-    return result.stderr.decode("utf-8")
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[bytes], code: str) -> None:
-    text = err(result)
-    assert "Traceback" not in text
-    assert text.startswith("mfm-store: error: ") and text.count("\n") == 1, text
-    assert text.rstrip().endswith(f"[{code}]"), text
-
-
-def read(path: Path, fn: str, *args: object) -> Any:
-    """One call on the file opened read-only, from the test process."""
-    async def go() -> Any:
-        async with SqliteStore.open(path, read_only=True) as store:
-            return await getattr(store, fn)(*args)
-    return asyncio.run(go())
 
 
 @pytest.fixture(scope="module")
@@ -380,12 +331,13 @@ def test_progress_bar_on_a_terminal_only(demo: tuple[Path, str, str], tmp_path: 
     db = demo[0]
     piped = cli("export", "--db", db, "-o", tmp_path / "a.jsonl")
     assert "it/s" not in err(piped) and "line" not in err(piped)
-    export = ["export", "--db", str(db), "-o", str(tmp_path / "b.jsonl")]
-    shown = on_a_terminal([sys.executable, "-m", "mfm_store", *export])
+    export = ["export", "--db", str(db), "-o"]
+    shown = on_a_terminal([sys.executable, "-m", "mfm_store", *export, str(tmp_path / "b.jsonl")])
     assert b"export: " in shown and b"line" in shown  # the bar, cleared once done
     without_tqdm = ("import sys; sys.modules['tqdm'] = None; from mfm_store.cli import main; "
                     "raise SystemExit(main(sys.argv[1:]))")
-    shown = on_a_terminal([sys.executable, "-c", without_tqdm, *export])
+    shown = on_a_terminal([sys.executable, "-c", without_tqdm, *export,
+                           str(tmp_path / "c.jsonl")])
     assert shown.startswith(b"exported 1 run(s)") and b"export: " not in shown
 
 

@@ -3,7 +3,8 @@ call, print.
 
 The database is ``--db PATH`` (before or after the command), else ``$MFM_STORE_DB``; ``demo``
 never reads ``$MFM_STORE_DB``. Reading commands open the file read-only and never create it.
-Errors are one line on stderr (``mfm-store: error: <message> [<code>]``), never a traceback.
+Errors are one line on stderr (``mfm-store: error: <message> [<code>]``), never a traceback:
+an unexpected exception (a bug) is reported the same way with code ``internal_error``.
 Exit codes are listed in ``mfm-store --help``.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -19,21 +21,26 @@ from ..errors import MfmError
 from ._common import (
     DB_ENV,
     EXIT_FILE,
+    EXIT_INTERNAL,
     EXIT_PROBLEM,
     EXIT_USAGE,
     CliError,
+    CliParser,
     add_db_option,
     exit_code_for,
 )
 
-__all__ = ["build_parser", "main"]
+__all__ = ["CODE_INTERNAL", "build_parser", "main"]
+
+CODE_INTERNAL = "internal_error"
 
 _EPILOG = f"""\
 the database: --db PATH (before or after the command) wins over ${DB_ENV};
 reading commands never create a file. demo uses its own file (see demo --help).
 
 exit codes: 0 ok, 1 problem found (verify) or operation refused, 2 usage error,
-3 database (or input) file missing, foreign, corrupt or unreadable, 4 run or artifact not found
+3 database (or input) file missing, foreign, corrupt or unreadable, 4 run or artifact not found,
+5 internal error (a bug: please report it)
 
 example:
   mfm-store demo
@@ -44,7 +51,7 @@ example:
 def build_parser() -> argparse.ArgumentParser:
     from . import _demo, _inspect, _maintain, _transfer
 
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="mfm-store", description="Inspect, check, move and demo mfm_store databases "
         "(deterministic, replayable workflow runs in one SQLite file).",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,12 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_MAX_MESSAGE = 1000
+
+
 def _error(message: str, code: str) -> None:
-    sys.stderr.write(f"mfm-store: error: {message} [{code}]\n")
+    """One line, whatever the message holds (a path may contain a newline)."""
+    text = message.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) > _MAX_MESSAGE:
+        text = text[:_MAX_MESSAGE] + "..."
+    sys.stderr.write(f"mfm-store: error: {text} [{code}]\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code (the console script exits with it)."""
+    # Paths given as undecodable bytes come back as lone surrogates: print them escaped
+    # rather than fail (stderr already does).
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
@@ -93,3 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = getattr(exc, "info", None)
         _error(str(exc), getattr(info, "code", "invalid_value"))
         return EXIT_PROBLEM
+    except Exception as exc:  # the last resort: a bug, still reported in one line
+        _error(f"internal error, please report it: {type(exc).__name__}: {exc}",
+               CODE_INTERNAL)
+        return EXIT_INTERNAL

@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok; 1 a problem was found (``verify``) or an operation was refused; 2 usage
 error; 3 the database (or another named file) is missing, foreign, corrupt or unreadable;
-4 the run or artifact asked for is not in the file.
+4 the run or artifact asked for is not in the file; 5 an internal error (a bug).
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import argparse
 import asyncio
 import json
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from ..errors import CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW, CorruptionError, MfmError
 from ..ids import RunId
@@ -26,25 +27,32 @@ from ..transfer import CODE_EXPORT_MALFORMED, CODE_RUN_NOT_FOUND, ProgressFn
 __all__ = [
     "DB_ENV",
     "EXIT_FILE",
+    "EXIT_INTERNAL",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_PROBLEM",
     "EXIT_USAGE",
     "CliError",
+    "CliParser",
     "Handler",
     "add_command",
+    "check_database_file",
     "db_path",
     "exit_code_for",
+    "file_kind",
     "iso_millis",
     "open_existing",
     "print_json",
     "progress_bar",
     "resolve_run",
+    "seq_arg",
+    "shorten",
     "spinner",
 ]
 
 DB_ENV = "MFM_STORE_DB"
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_FILE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_FILE, EXIT_NOT_FOUND, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5
+_I64_MAX = 2**63 - 1
 CODE_STORE_NOT_FOUND = "store_not_found"
 CODE_USAGE = "usage"
 _FILE_CODES = {CODE_STORE_NOT_FOUND, CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW,
@@ -61,6 +69,32 @@ class CliError(Exception):
         super().__init__(message)
         self.exit_code = exit_code
         self.code = code
+
+
+class CliParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line with a code, like every other."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"mfm-store: error: {self.prog}: {message} "
+                         f"(see {self.prog} --help) [{CODE_USAGE}]\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def seq_arg(text: str) -> int:
+    """An argparse type: a seq, 0 .. 2**63-1 (what the store can hold)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a seq: {shorten(text)}") from None
+    if not 0 <= value <= _I64_MAX:
+        raise argparse.ArgumentTypeError(f"a seq is between 0 and {_I64_MAX}, not "
+                                         f"{shorten(text)}")
+    return value
+
+
+def shorten(text: str, width: int = 80) -> str:
+    """``text`` for an error message: repr'd, at most about ``width`` characters."""
+    return repr(text) if len(text) <= width else repr(text[:width]) + f"... ({len(text)} chars)"
 
 
 def exit_code_for(exc: MfmError) -> int:
@@ -100,14 +134,32 @@ def db_path(args: argparse.Namespace) -> Path:
     return Path(value)
 
 
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for a message: "a directory", "a FIFO", ..."""
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def check_database_file(path: Path) -> bool:
+    """Whether ``path`` exists; refuses one that is not a regular file (a FIFO would hang
+    the open, and SQLite would put its ``-wal`` beside a device)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(mode):
+        raise CliError(f"{path}: not an mfm_store database ({file_kind(mode)}, not a file)",
+                       EXIT_FILE, CODE_NOT_A_DATABASE)
+    return True
+
+
 @asynccontextmanager
 async def open_existing(path: Path, *, write: bool = False) -> AsyncIterator[SqliteStore]:
     """Open a database that must exist (never creates one); read-only unless ``write``."""
-    if not path.exists():
+    if not check_database_file(path):
         raise CliError(f"{path}: no such file", EXIT_FILE, CODE_STORE_NOT_FOUND)
-    if path.is_dir():
-        raise CliError(f"{path}: is a directory, not a database file", EXIT_FILE,
-                       CODE_NOT_A_DATABASE)
     async with SqliteStore.open(path, read_only=not write) as store:
         yield store
 
@@ -124,9 +176,9 @@ async def resolve_run(store: SqliteStore, text: str) -> RunId:
     if len(matches) == 1:
         return RunId.parse(matches[0])
     if matches:
-        raise CliError(f"run id prefix {text!r} matches {len(matches)} runs; give more of it",
-                       EXIT_USAGE, CODE_USAGE)
-    raise CliError(f"{store.path}: no run {text!r} (list them with: mfm-store runs)",
+        raise CliError(f"run id prefix {shorten(text)} matches {len(matches)} runs; give "
+                       "more of it", EXIT_USAGE, CODE_USAGE)
+    raise CliError(f"{store.path}: no run {shorten(text)} (list them with: mfm-store runs)",
                    EXIT_NOT_FOUND, CODE_RUN_NOT_FOUND)
 
 

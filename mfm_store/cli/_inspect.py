@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..events import (
@@ -30,7 +31,9 @@ from ._common import (
     open_existing,
     print_json,
     resolve_run,
+    seq_arg,
 )
+from ._files import check_stdout_is_not, output_file
 
 __all__ = ["describe", "register"]
 
@@ -158,12 +161,16 @@ async def _artifact(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"{exc} (an artifact id is 64 hex characters)", EXIT_USAGE,
                        "invalid_id") from None
-    async with open_existing(db_path(args)) as store:
+    db = db_path(args)
+    if args.output is None:
+        check_stdout_is_not(db)
+    async with open_existing(db) as store:
+        if args.output is not None:
+            # Checked before reading, so that a refused destination costs nothing.
+            with output_file(Path(args.output), force=args.force, database=db) as out:
+                out.write(await store.get(artifact_id))
+            return EXIT_OK
         data = await store.get(artifact_id)
-    if args.output is not None:
-        with open(args.output, "wb") as f:
-            f.write(data)
-        return EXIT_OK
     if sys.stdout.isatty():
         try:
             data.decode("utf-8")
@@ -191,9 +198,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true",
                    help="JSON Lines in the interchange form (one envelope a line)")
     p.add_argument("--full-ids", action="store_true", help="print whole artifact ids")
-    p.add_argument("--from", dest="from_seq", type=int, default=1, metavar="SEQ",
+    p.add_argument("--from", dest="from_seq", type=seq_arg, default=1, metavar="SEQ",
                    help="first seq to show (default 1)")
-    p.add_argument("--to", dest="to_seq", type=int, default=None, metavar="SEQ",
+    p.add_argument("--to", dest="to_seq", type=seq_arg, default=None, metavar="SEQ",
                    help="last seq to show (default: the head)")
 
     p = add_command(subparsers, "facts", _facts, help="list a run's facts (key -> payload id)",
@@ -210,4 +217,7 @@ def register(subparsers: Any) -> None:
                     example="mfm-store artifact 44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e83"
                             "10c060f61caaff8a --db runs.db -o context.json")
     p.add_argument("id", metavar="ID", help="artifact id (64 hex characters)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write to FILE instead of stdout; it appears only once complete")
+    p.add_argument("--force", action="store_true",
+                   help="replace FILE if it exists (never the database itself)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ from ._common import (
     open_existing,
     print_json,
     progress_bar,
+    shorten,
     spinner,
 )
+from ._files import check_not_database
 
 __all__ = ["register"]
 
@@ -49,17 +52,33 @@ async def _backup(args: argparse.Namespace) -> int:
         src, dest = Path(paths[0]), Path(paths[1])
     else:
         src, dest = db_path(args), Path(paths[0])
+    check_not_database(dest, src)
     async with open_existing(src) as store, spinner("backing up"):
         await store.backup(dest)
     print(f"backed up {src} to {dest} ({dest.stat().st_size} bytes)")
     return EXIT_OK
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {shorten(text)}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"a number of seconds >= 0, not {shorten(text)}")
+    return value
+
+
+# Older than the Unix epoch: any larger age keeps everything, and would overflow the
+# store's millisecond arithmetic.
+_MAX_AGE = 1e12
+
+
 async def _gc(args: argparse.Namespace) -> int:
-    if args.min_age < 0:
-        raise CliError("--min-age must be >= 0", EXIT_USAGE, "usage")
     async with open_existing(db_path(args), write=args.apply) as store, spinner("scanning"):
-        report = await store.gc(apply=args.apply, min_age_seconds=args.min_age)
+        report = await store.gc(apply=args.apply,
+                                min_age_seconds=min(args.min_age, _MAX_AGE))
     if args.json:
         print_json({"applied": report.applied, "artifacts": list(report.artifacts),
                     "bytes": report.bytes})
@@ -114,7 +133,7 @@ def register(subparsers: Any) -> None:
                     example="mfm-store gc --db runs.db\n"
                             "mfm-store gc --db runs.db --apply --min-age 0")
     p.add_argument("--apply", action="store_true", help="delete them (default: dry run)")
-    p.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
+    p.add_argument("--min-age", type=_seconds, default=3600.0, metavar="SECONDS",
                    help="keep artifacts younger than this (default 3600)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 

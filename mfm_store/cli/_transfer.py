@@ -3,71 +3,79 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import IO, Any
 
 from ..sqlite import SqliteStore
-from ..transfer import export_jsonl, import_jsonl
+from ..transfer import CODE_EXPORT_MALFORMED, ImportReport, export_jsonl, import_jsonl
 from ._common import (
     EXIT_FILE,
     EXIT_OK,
     CliError,
     add_command,
+    check_database_file,
     db_path,
     open_existing,
     progress_bar,
     resolve_run,
+)
+from ._files import (
+    check_stdout_is_not,
+    discard_database,
+    open_input,
+    output_file,
+    place_new_file,
+    sibling_name,
 )
 
 __all__ = ["register"]
 
 
 async def _export(args: argparse.Namespace) -> int:
-    async with open_existing(db_path(args)) as store, progress_bar() as progress:
+    db = db_path(args)
+    if args.output is None:
+        check_stdout_is_not(db)
+    async with open_existing(db) as store, progress_bar() as progress:
         run_id = None if args.run is None else await resolve_run(store, args.run)
         if args.output is None:
             report = await export_jsonl(store, sys.stdout.buffer, run_id=run_id,
                                         progress=progress)
         else:
-            target = Path(args.output)
-            partial = target.with_name(target.name + ".partial")
-            try:
-                with partial.open("wb") as out:
-                    report = await export_jsonl(store, out, run_id=run_id, progress=progress)
-                    out.flush()
-                    os.fsync(out.fileno())
-                partial.replace(target)
-            finally:
-                partial.unlink(missing_ok=True)
+            with output_file(Path(args.output), force=args.force, database=db) as out:
+                report = await export_jsonl(store, out, run_id=run_id, progress=progress)
     if args.output is not None:
         print(f"exported {report.runs} run(s), {report.events} events, {report.artifacts} "
               f"artifacts to {args.output} ({report.bytes} bytes)", file=sys.stderr)
     return EXIT_OK
 
 
-def _spool_stdin() -> IO[bytes]:
-    """Standard input copied to a temporary file: an import reads its input twice."""
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
-    shutil.copyfileobj(sys.stdin.buffer, spool)
-    return spool
+async def _import_into(path: Path, source: IO[bytes]) -> ImportReport:
+    async with SqliteStore.open(path) as store, progress_bar() as progress:
+        try:
+            return await import_jsonl(store, source, progress=progress)
+        except RecursionError:
+            # json refuses nesting deeper than Python's recursion limit; this is met in the
+            # first pass, which writes nothing.
+            raise CliError("not a valid mfm_store export: a line is nested too deeply",
+                           EXIT_FILE, CODE_EXPORT_MALFORMED) from None
 
 
 async def _import(args: argparse.Namespace) -> int:
     path = db_path(args)
-    if args.file == "-":
-        source = _spool_stdin()
-    else:
-        if not Path(args.file).is_file():
-            raise CliError(f"{args.file}: no such file", EXIT_FILE, "export_not_found")
-        source = open(args.file, "rb")  # noqa: SIM115 (closed by the with below)
-    with source:
-        created = not path.exists()
-        async with SqliteStore.open(path) as store, progress_bar() as progress:
-            report = await import_jsonl(store, source, progress=progress)
+    with open_input(args.file) as source:
+        created = not check_database_file(path)
+        if created:
+            # Import into a hidden file beside the target, which appears only once the
+            # import is complete: a refused or failed import leaves the folder as it was.
+            temp = sibling_name(path, ".importing")
+            try:
+                report = await _import_into(temp, source)
+                place_new_file(temp, path, force=False)
+            finally:
+                discard_database(temp)
+        else:
+            report = await _import_into(path, source)
     where = f"{path} (new file)" if created else str(path)
     if not report.changed:
         print(f"{where}: nothing to import, the file already holds everything "
@@ -87,20 +95,27 @@ def register(subparsers: Any) -> None:
                                 "it references) as JSON Lines: a header, artifacts (base64), "
                                 "the events in the interchange form, an end line. Importing "
                                 "it into an empty file and exporting again gives the same "
-                                "bytes.",
+                                "bytes. With -o, FILE must not exist (unless --force) and "
+                                "appears only once complete; the database and its -wal/-shm "
+                                "are never written, even with --force.",
                     example="mfm-store export --db runs.db -o runs.jsonl\n"
+                            "mfm-store export --db runs.db -o runs.jsonl --force\n"
                             "mfm-store export --db runs.db --run 3f2b8c1e > one-run.jsonl")
     p.add_argument("--run", metavar="RUN", help="export only this run (id or unique prefix)")
     p.add_argument("-o", "--output", metavar="FILE",
-                   help="write to FILE (replaced once complete) instead of stdout")
+                   help="write to FILE instead of stdout; it appears only once complete")
+    p.add_argument("--force", action="store_true",
+                   help="replace FILE if it exists (never the database itself)")
 
     p = add_command(subparsers, "import", _import,
                     help="import an export (idempotent; creates the database if needed)",
                     description="Import an export into the database (created if missing). The "
                                 "whole export is checked first; nothing is written if it is "
                                 "malformed, truncated, or holds a run that differs from the "
-                                "one in the database. Runs already present are skipped, so "
-                                "importing twice is harmless. FILE '-' reads standard input.",
+                                "one in the database; a new database file appears only "
+                                "once the import is complete. Runs already present are "
+                                "skipped, so importing twice is harmless. FILE '-' reads "
+                                "standard input.",
                     example="mfm-store import --db copy.db runs.jsonl\n"
                             "mfm-store export --db a.db | mfm-store import --db b.db -")
     p.add_argument("file", metavar="FILE", help="the export to read ('-' for stdin)")
