@@ -4,6 +4,7 @@ The Python, SQLite-backed counterpart of the Rust crate ``mfm-machine`` 0.1.0, s
 wire format exactly. Public names are re-exported here; everything else is internal.
 """
 
+from ._open import open_store
 from .canonical import (
     artifact_id_for_bytes,
     artifact_id_for_json,
@@ -204,6 +205,7 @@ __all__ = [
     "canonical_json_bytes",
     "event_from_json",
     "json_contains_secrets",
+    "open_store",
     "redact_error_info",
     "replay",
     "replay_store",

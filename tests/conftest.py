@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import pg_server
 
 from mfm_store import MemoryStore, Store
 from mfm_store.sqlite import SqliteStore
@@ -27,10 +30,38 @@ async def _sqlite(tmp_path: Path) -> Store:
     return await SqliteStore.open(tmp_path / "store.db")
 
 
+def pg_dsn() -> str:
+    """The session's PostgreSQL server (started on first use); skips the test if there is
+    none, unless ``MFM_STORE_REQUIRE_PG=1`` (CI), which makes that a failure."""
+    try:
+        return pg_server.shared().dsn
+    except pg_server.PgUnavailable as exc:
+        if os.environ.get("MFM_STORE_REQUIRE_PG") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+async def _postgres(tmp_path: Path) -> Store:
+    from mfm_store.postgres import PostgresStore
+
+    # A fresh schema per test: tests are isolated on one server.
+    return await PostgresStore.open(pg_dsn(), schema=f"t_{uuid.uuid4().hex[:16]}", pool_size=4)
+
+
 BACKENDS: dict[str, Callable[[Path], Awaitable[Store]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "postgres": _postgres,
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pg_server_session() -> Iterator[None]:
+    """Stops the session's PostgreSQL server (if a test started it) when the session ends."""
+    try:
+        yield
+    finally:
+        pg_server.stop_shared()
 
 
 @pytest.fixture(params=sorted(BACKENDS))

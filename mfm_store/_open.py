@@ -1,0 +1,86 @@
+"""``open_store(target)``: any store from one string (a path, a PostgreSQL URL, ``memory:``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Coroutine, Generator
+from types import TracebackType
+from typing import Any, Literal
+
+from .errors import CODE_STORAGE, StorageError
+from .memory import MemoryStore
+from .stores import Store
+
+__all__ = ["open_store"]
+
+_PG_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_target(target: str | os.PathLike[str]) -> bool:
+    return isinstance(target, str) and target.startswith(_PG_SCHEMES)
+
+
+def split_schema(dsn: str) -> tuple[str, str | None]:
+    """A PostgreSQL URL's ``#schema=name`` fragment (not a libpq parameter) split off."""
+    base, sep, fragment = dsn.partition("#")
+    if not sep:
+        return dsn, None
+    if not fragment.startswith("schema=") or "&" in fragment:
+        raise ValueError("a PostgreSQL URL's fragment must be '#schema=<name>'")
+    return base, fragment[len("schema="):]
+
+
+def open_store(target: str | os.PathLike[str], *, read_only: bool = False,
+               durability: Literal["full", "normal"] = "full",
+               schema: str | None = None) -> _Opening:
+    """Open the store ``target`` names: await it, or use it as ``async with``.
+
+    - ``memory:``: a new, empty ``MemoryStore`` (nothing durable);
+    - ``postgresql://...`` or ``postgres://...``: a ``PostgresStore`` (extra ``postgres``);
+      the schema is ``schema``, else the URL's ``#schema=name`` fragment, else ``mfm``;
+    - anything else: the path of a ``SqliteStore`` file.
+
+    ``read_only`` and ``durability`` are passed to the store (a ``MemoryStore`` refuses
+    ``read_only``: there would be nothing to read).
+    """
+    return _Opening(_open(target, read_only, durability, schema))
+
+
+async def _open(target: str | os.PathLike[str], read_only: bool,
+                durability: Literal["full", "normal"], schema: str | None) -> Store:
+    if isinstance(target, str) and target == "memory:":
+        if read_only:
+            raise ValueError("memory: cannot be opened read-only (it starts empty)")
+        return MemoryStore()
+    if is_postgres_target(target):
+        assert isinstance(target, str)
+        dsn, from_url = split_schema(target)
+        try:
+            from .postgres import PostgresStore
+        except ImportError as exc:
+            raise StorageError(
+                f"PostgreSQL support is not installed ({exc.name} missing): "
+                'pip install "mfm_store[postgres]"', code=CODE_STORAGE) from None
+        return await PostgresStore.open(dsn, read_only=read_only, durability=durability,
+                                        schema=schema or from_url or "mfm")
+    from .sqlite import SqliteStore
+
+    return await SqliteStore.open(target, read_only=read_only, durability=durability)
+
+
+class _Opening:
+    def __init__(self, coro: Coroutine[Any, Any, Store]) -> None:
+        self._coro = coro
+        self._store: Store | None = None
+
+    def __await__(self) -> Generator[Any, None, Store]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> Store:
+        self._store = await self._coro
+        return self._store
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._store is not None:
+            await self._store.close()

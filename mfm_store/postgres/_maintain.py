@@ -1,0 +1,177 @@
+"""``verify`` and ``gc`` scans of the PostgreSQL store: one read-only snapshot each.
+
+The checks and problem kinds are those of the SQLite store's ``verify`` (``sqlite/_verify.py``)
+except SQLite's own ``quick_check``; large tables are read through server-side cursors, so
+memory stays bounded by the artifact ids and one row at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psycopg
+
+from .._rules import artifact_refs, fact_binding_of
+from ..errors import CorruptionError
+from ..events import Event, decode_event
+from ..sqlite import _checksums as cs
+from ..sqlite._verify import Problem, VerifyReport
+from . import _queries as q
+
+Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+_TICK = 1000
+_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
+async def _rows(conn: Conn, name: str, sql: str) -> AsyncIterator[tuple[Any, ...]]:
+    async with conn.cursor(name, binary=True) as cur:
+        cur.itersize = 500
+        await cur.execute(sql)
+        async for row in cur:
+            yield row
+
+
+async def verify_connection(conn: Conn,
+                            tick: Callable[[int], None] | None = None) -> VerifyReport:
+    """Run every check in one repeatable-read, read-only transaction on ``conn``."""
+    async with conn.transaction():
+        await conn.execute(_SNAPSHOT)
+        return await _verify(conn, tick)
+
+
+async def _verify(conn: Conn, tick: Callable[[int], None] | None) -> VerifyReport:
+    problems: list[Problem] = []
+    done = 0
+
+    def checked() -> None:
+        nonlocal done
+        done += 1
+        if tick is not None and done % _TICK == 0:
+            tick(_TICK)
+
+    artifact_ids: set[str] = set()
+    n_artifacts = 0
+    async for aid, kind, size, stored_sum, data in _rows(conn, "mfm_verify_artifacts",
+                                                          q.VERIFY_ARTIFACTS):
+        checked()
+        n_artifacts += 1
+        artifact_ids.add(aid)
+        if cs.artifact_sum(aid, kind, size, data) != stored_sum:
+            problems.append(Problem(kind="artifact_checksum", artifact_id=aid,
+                                    message="stored bytes fail their xxh3 checksum"))
+        if hashlib.sha256(data).hexdigest() != aid:
+            problems.append(Problem(kind="artifact_hash", artifact_id=aid,
+                                    message="SHA-256 of the bytes is not the artifact id"))
+        if size != len(data):
+            problems.append(Problem(kind="artifact_size", artifact_id=aid,
+                                    message=f"size column says {size}, data has {len(data)}"))
+
+    cur = await conn.execute(q.VERIFY_RUNS)
+    runs = {pk: (rid, head) for pk, rid, head in await cur.fetchall()}
+    seen: dict[int, int] = {}
+    first_binding: dict[tuple[int, str], str] = {}
+    n_events = 0
+    async for pk, seq, ts, kind, name, stored_sum, body in _rows(conn, "mfm_verify_events",
+                                                                  q.VERIFY_EVENTS):
+        checked()
+        n_events += 1
+        rid = runs.get(pk, (f"<unknown run_pk {pk}>", 0))[0]
+        last = seen.get(pk, 0)
+        if seq != last + 1:
+            problems.append(Problem(kind="seq_gap", run_id=rid, seq=seq,
+                                    message=f"expected seq {last + 1}"))
+        seen[pk] = seq
+        if cs.event_sum(rid, seq, ts, kind, name, body) != stored_sum:
+            problems.append(Problem(kind="event_checksum", run_id=rid, seq=seq,
+                                    message="stored body fails its xxh3 checksum"))
+            continue
+        try:
+            event = decode_event(body)
+        except Exception as exc:
+            problems.append(Problem(kind="event_decode", run_id=rid, seq=seq,
+                                    message=f"body cannot be decoded: {exc}"))
+            continue
+        for ref in artifact_refs(event):
+            if ref not in artifact_ids:
+                problems.append(Problem(kind="missing_artifact", run_id=rid, seq=seq,
+                                        artifact_id=ref, message="referenced artifact missing"))
+        binding = fact_binding_of(event)
+        if binding is not None:
+            first_binding.setdefault((pk, binding[0]), binding[1])
+
+    for pk, (rid, head) in runs.items():
+        if seen.get(pk, 0) != head:
+            problems.append(Problem(kind="head_mismatch", run_id=rid,
+                                    message=f"runs.head_seq is {head}, last event is "
+                                            f"{seen.get(pk, 0)}"))
+
+    n_bindings = 0
+    bound: set[tuple[int, str]] = set()
+    cur = await conn.execute(q.VERIFY_BINDINGS)
+    for pk, rid, key, pid, seq, stored_sum, payload_exists in await cur.fetchall():
+        checked()
+        n_bindings += 1
+        bound.add((pk, key))
+        if cs.binding_sum(rid, key, pid, seq) != stored_sum:
+            problems.append(Problem(kind="binding_checksum", run_id=rid, seq=seq,
+                                    message=f"fact binding {key!r} fails its checksum"))
+        if not payload_exists:
+            problems.append(Problem(kind="missing_artifact", run_id=rid, seq=seq,
+                                    artifact_id=pid,
+                                    message=f"payload of fact {key!r} missing"))
+        at = await conn.execute(q.VERIFY_EVENT_AT, (pk, seq), binary=True)
+        row = await at.fetchone()
+        recorded: Event | None = None
+        if row is not None and cs.event_sum(rid, seq, row[0], row[1], row[2], row[4]) == row[3]:
+            try:
+                recorded = decode_event(row[4])
+            except Exception:
+                recorded = None
+        if fact_binding_of(recorded) != (key, pid):
+            problems.append(Problem(kind="binding_event", run_id=rid, seq=seq,
+                                    message=f"fact {key!r} is not recorded by the event at "
+                                            "its seq"))
+        elif first_binding.get((pk, key)) != pid:
+            problems.append(Problem(kind="binding_event", run_id=rid, seq=seq,
+                                    message=f"fact {key!r}: an earlier event binds another "
+                                            "payload"))
+    for (pk, key), pid in first_binding.items():
+        if (pk, key) not in bound:
+            problems.append(Problem(kind="binding_missing", run_id=runs.get(pk, ("?", 0))[0],
+                                    message=f"fact {key!r} recorded by an event has no "
+                                            f"binding row (payload {pid})"))
+    if tick is not None and done % _TICK:
+        tick(done % _TICK)
+    return VerifyReport(problems, runs=len(runs), events=n_events, artifacts=n_artifacts,
+                        bindings=n_bindings)
+
+
+async def refs(conn: Conn, events_sql: str, bindings_sql: str,
+               params: tuple[Any, ...]) -> set[str]:
+    """Artifact ids referenced by the bindings and events the two queries select."""
+    cur = await conn.execute(bindings_sql, params)
+    referenced = {row[0] for row in await cur.fetchall()}
+    async with conn.cursor(binary=True) as ev:
+        async for (body,) in ev.stream(events_sql, params):
+            try:
+                referenced.update(artifact_refs(decode_event(body)))
+            except Exception as exc:
+                raise CorruptionError(
+                    f"an event cannot be decoded ({exc}); run verify before gc") from exc
+    return referenced
+
+
+async def unreferenced(conn: Conn, cutoff: int
+                       ) -> tuple[list[tuple[str, int]], dict[int, int]]:
+    """One snapshot: unreferenced artifacts older than ``cutoff``, and each run's head."""
+    async with conn.transaction():
+        await conn.execute(_SNAPSHOT)
+        cur = await conn.execute(q.RUN_HEADS)
+        heads = {int(pk): int(head) for pk, head in await cur.fetchall()}
+        referenced = await refs(conn, q.EVENT_BODIES, q.BINDING_PAYLOADS, ())
+        cur = await conn.execute(q.ARTIFACT_META)
+        found = [(aid, int(size)) for aid, _kind, size, created in await cur.fetchall()
+                 if aid not in referenced and created <= cutoff]
+    return found, heads
