@@ -1,8 +1,10 @@
 """Canonical JSON, content ids and the secret policy (SPEC §4).
 
 Canonical bytes match the Rust crate's: no whitespace, object keys sorted by code point, strings
-escaped as ``json.dumps(ensure_ascii=False)`` does, integers within i64/u64, no floats. The secret
-scan runs before the float check, so a secret always wins.
+escaped as ``json.dumps(ensure_ascii=False)`` does, integers within i64/u64, no floats, at most
+:data:`MAX_JSON_DEPTH` nested arrays/objects (serde_json's recursion limit). The secret scan runs
+before the float check, so a secret always wins. :func:`parse_json` reads JSON text as the
+crate's serde_json does.
 """
 
 from __future__ import annotations
@@ -21,16 +23,25 @@ from .errors import (
 from .ids import ArtifactId
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "REDACTED_MESSAGE",
     "artifact_id_for_bytes",
     "artifact_id_for_json",
     "canonical_json_bytes",
     "json_contains_secrets",
+    "json_depth_error",
+    "parse_json",
     "redact_error_info",
+    "respell_floats",
+    "serde_json_text",
+    "sorted_json",
     "string_contains_secrets",
 ]
 
 REDACTED_MESSAGE = "error details redacted"
+# serde_json refuses the 128th nested array/object of a document (its recursion limit), so a
+# document may nest 127 deep.
+MAX_JSON_DEPTH = 127
 
 _SECRET_NEEDLES = (
     "password", "passphrase", "mnemonic", "private_key", "privatekey", "seed phrase",
@@ -48,6 +59,9 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys
 
 _SECRET_RE = re.compile("|".join(re.escape(n) for n in _SECRET_NEEDLES))
 _MNEMONIC_MIN_LEN = 12 + 11  # twelve one-letter words and the spaces between them
+# str.split() splits on these four, Rust's split_whitespace (Unicode White_Space) does not; every
+# other separator is the same for both.
+_NOT_RUST_WHITESPACE = "\x1c\x1d\x1e\x1f"
 
 
 def _looks_like_mnemonic(s: str) -> bool:
@@ -56,7 +70,10 @@ def _looks_like_mnemonic(s: str) -> bool:
     words = s.split()
     if not 12 <= len(words) <= 24:
         return False
-    return all(w.isascii() and w.isalpha() and w.islower() for w in words)
+    if not all(w.isascii() and w.isalpha() and w.islower() for w in words):
+        return False
+    # For Rust one of these would sit inside a word, which then is not all letters.
+    return not any(c in s for c in _NOT_RUST_WHITESPACE)
 
 
 def string_contains_secrets(s: str) -> bool:
@@ -65,21 +82,53 @@ def string_contains_secrets(s: str) -> bool:
 
 
 def json_contains_secrets(value: Any) -> bool:
-    """Scan a JSON value recursively, object keys included."""
+    """Scan a JSON value recursively, object keys included (any depth)."""
+    try:
+        return _contains_secrets(value)
+    except RecursionError:
+        return _contains_secrets_deep(value)
+
+
+def _contains_secrets_deep(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if string_contains_secrets(item):
+                return True
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                if isinstance(k, str) and string_contains_secrets(k):
+                    return True
+                stack.append(v)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+def _contains_secrets(value: Any) -> bool:
     if isinstance(value, str):
         return string_contains_secrets(value)
     if isinstance(value, dict):
         return any(
-            (isinstance(k, str) and string_contains_secrets(k)) or json_contains_secrets(v)
+            (isinstance(k, str) and string_contains_secrets(k)) or _contains_secrets(v)
             for k, v in value.items()
         )
     if isinstance(value, list | tuple):
-        return any(json_contains_secrets(v) for v in value)
+        return any(_contains_secrets(v) for v in value)
     return False
 
 
-def _check(value: Any) -> bool:
-    """Secret-scan and type-check in one walk; returns True if a float was seen."""
+def json_depth_error(where: str, limit: int) -> CanonicalJsonError:
+    return CanonicalJsonError(f"{where} nests arrays/objects deeper than {limit} levels, "
+                              "which the Rust crate's serde_json cannot read")
+
+
+def _check(value: Any, room: int = MAX_JSON_DEPTH) -> bool:
+    """Secret-scan and type-check in one walk; returns True if a float was seen.
+
+    ``room``: how many more nested arrays/objects are allowed.
+    """
     if isinstance(value, str):
         if string_contains_secrets(value):
             raise SecretsNotAllowedError("value contains secrets")
@@ -90,6 +139,8 @@ def _check(value: Any) -> bool:
         return not _I64_MIN <= value <= _U64_MAX
     if isinstance(value, float):
         return True
+    if room <= 0 and isinstance(value, dict | list | tuple):
+        raise json_depth_error("value", MAX_JSON_DEPTH)
     if isinstance(value, dict):
         seen_float = False
         for k, v in value.items():
@@ -97,12 +148,12 @@ def _check(value: Any) -> bool:
                 raise CanonicalJsonError(f"object key is not a string: {k!r}")
             if string_contains_secrets(k):
                 raise SecretsNotAllowedError("value contains secrets")
-            seen_float = _check(v) or seen_float
+            seen_float = _check(v, room - 1) or seen_float
         return seen_float
     if isinstance(value, list | tuple):
         seen_float = False
         for v in value:
-            seen_float = _check(v) or seen_float
+            seen_float = _check(v, room - 1) or seen_float
         return seen_float
     raise CanonicalJsonError(f"not a JSON value: {type(value).__name__}")
 
@@ -112,7 +163,8 @@ def canonical_json_bytes(value: Any) -> bytes:
 
     Raises ``SecretsNotAllowedError`` if any string (keys included) holds a secret, else
     ``FloatNotAllowedError`` for a float or an integer outside i64/u64, else
-    ``CanonicalJsonError`` for anything that is not JSON.
+    ``CanonicalJsonError`` for anything that is not JSON or nests deeper than
+    :data:`MAX_JSON_DEPTH` (met during the walk, so it may win over a deeper secret).
     """
     if _check(value):
         raise FloatNotAllowedError("floats are not allowed in canonical JSON")
@@ -120,6 +172,142 @@ def canonical_json_bytes(value: Any) -> bytes:
         return _encoder.encode(value).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise CanonicalJsonError("string is not valid unicode (lone surrogate)") from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise CanonicalJsonError(f"{name} is not JSON")
+
+
+def _serde_int(text: str) -> int | float:
+    # serde_json reads an integer literal as u64 or i64 if it fits, else as f64; and "-0" as
+    # the float -0.0 (an i64 cannot hold a negative zero).
+    value = int(text)
+    if _I64_MIN <= value <= _U64_MAX:
+        if value == 0 and text[0] == "-":
+            return -0.0
+        return value
+    return _serde_float(text)
+
+
+def _serde_float(text: str) -> float:
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise CanonicalJsonError(f"number out of range: {text[:40]}")
+    return value
+
+
+_INF = float("inf")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _check_parsed(value: Any, room: int) -> None:
+    if type(value) is str:
+        if _SURROGATE_RE.search(value):
+            raise CanonicalJsonError("string holds a lone surrogate (\\ud800-\\udfff escape)")
+    elif type(value) is dict:
+        if room <= 0:
+            raise json_depth_error("JSON text", MAX_JSON_DEPTH)
+        for k, v in value.items():
+            _check_parsed(k, room)
+            _check_parsed(v, room - 1)
+    elif type(value) is list:
+        if room <= 0:
+            raise json_depth_error("JSON text", MAX_JSON_DEPTH)
+        for v in value:
+            _check_parsed(v, room - 1)
+
+
+def parse_json(data: str | bytes) -> Any:
+    """Parse one JSON document as the crate's serde_json reads it.
+
+    Differences from ``json.loads``: bytes must be UTF-8 (no BOM, no UTF-16); ``NaN``,
+    ``Infinity`` and numbers beyond f64 are refused; ``-0`` is the float ``-0.0``; an integer
+    outside i64/u64 is a float; escapes of lone surrogates are refused; nesting deeper than
+    :data:`MAX_JSON_DEPTH` is refused. Raises ``CanonicalJsonError`` (a ``ValueError``).
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=_serde_int,
+                           parse_float=_serde_float)
+    except RecursionError:
+        raise json_depth_error("JSON text", MAX_JSON_DEPTH) from None
+    except CanonicalJsonError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise CanonicalJsonError(f"not JSON: {exc}") from None
+    # The walk is needed only if the text could nest too deep or escape a surrogate.
+    if (text.count("[") + text.count("{") > MAX_JSON_DEPTH or "\\u" in text
+            or _SURROGATE_RE.search(text)):
+        _check_parsed(value, MAX_JSON_DEPTH)
+    return value
+
+
+# Free-form JSON as the crate writes it (serde_json::Value: a BTreeMap, so object keys in UTF-8
+# byte order, which is code point order; floats spelled by ryu). Python's repr picks the same
+# shortest digits; only its exponent notation differs: "1e+16" / "1e-07" / "1.5e-05" where ryu
+# writes "1e16" / "1e-7" / "0.000015" (ryu keeps fixed notation down to 1e-5, Python to 1e-4).
+_sorted_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+                                   allow_nan=False)
+_plain_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# A JSON string token, or a number in exponent notation (only floats have one).
+_EXPONENT_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?[0-9]+(?:\.[0-9]+)?)e([-+][0-9]+)')
+
+
+def _ryu_exponent(m: re.Match[str]) -> str:
+    mantissa = m.group(1)
+    if mantissa is None:  # a string: unchanged
+        return m.group(0)
+    exponent = int(m.group(2))
+    if exponent == -5:
+        sign = "-" if mantissa[0] == "-" else ""
+        return f"{sign}0.0000{mantissa.lstrip('-').replace('.', '')}"
+    return f"{mantissa}e{exponent}"
+
+
+def respell_floats(text: str) -> str:
+    """Rewrite the floats of compact JSON text written by Python's ``json`` as ryu spells
+    them; everything else, strings included, is left as it is."""
+    if "e+" in text or "e-" in text:
+        return _EXPONENT_RE.sub(_ryu_exponent, text)
+    return text
+
+
+def serde_json_text(value: Any, *, sort_keys: bool = True) -> str:
+    """The JSON text serde_json writes for a free-form value: compact, object keys sorted,
+    floats spelled as ryu spells them. ``sort_keys=False`` keeps the dicts' order (for values
+    whose order is already the crate's, such as :meth:`EventEnvelope.to_json` output).
+
+    Raises ``CanonicalJsonError`` for a value that is not JSON or nests too deeply for Python.
+    """
+    try:
+        text = (_sorted_encoder if sort_keys else _plain_encoder).encode(value)
+    except RecursionError:
+        raise json_depth_error("value", MAX_JSON_DEPTH) from None
+    except (TypeError, ValueError) as exc:
+        raise CanonicalJsonError(f"not a JSON value: {exc}") from None
+    return respell_floats(text)
+
+
+def sorted_json(value: Any) -> Any:
+    """A copy of a JSON value whose objects list their keys in sorted order (as serde_json
+    writes a ``Value``). Values that are not JSON are copied as they are."""
+    try:
+        return _sorted_copy(value)
+    except RecursionError:
+        raise json_depth_error("value", MAX_JSON_DEPTH) from None
+
+
+def _sorted_copy(value: Any) -> Any:
+    t = type(value)
+    if t is dict:
+        try:
+            keys = sorted(value)
+        except TypeError:  # keys that are not all text: not JSON; leave the order
+            keys = list(value)
+        return {k: _sorted_copy(value[k]) for k in keys}
+    if t is list:
+        return [_sorted_copy(v) for v in value]
+    return value
 
 
 def artifact_id_for_bytes(data: bytes) -> ArtifactId:

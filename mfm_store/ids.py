@@ -21,6 +21,11 @@ _OP_ID_RE = re.compile(rf"{_OP_ID}\Z")
 _OP_PATH_RE = re.compile(rf"{_OP_ID}\.{_OP_ID}\Z")
 _STATE_ID_RE = re.compile(rf"{_OP_ID}\.{_OP_ID}\.{_OP_ID}\Z")
 _ARTIFACT_ID_RE = re.compile(r"[0-9a-f]{64}\Z")
+# The spellings the crate's RunId (the uuid crate's parser) accepts, hex digits of either case:
+# 32 digits; 8-4-4-4-12; that form in braces; that form after "urn:uuid:".
+_HYPHENATED = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_RUN_ID_RE = re.compile(rf"(?:[0-9a-fA-F]{{32}}|{_HYPHENATED}|\{{{_HYPHENATED}\}}"
+                        rf"|urn:uuid:{_HYPHENATED})\Z")
 _SEEN_MAX = 4096
 
 
@@ -40,12 +45,13 @@ class RunId:
 
     @classmethod
     def parse(cls, text: str) -> RunId:
+        """Parse the spellings the crate accepts: 32 hex digits, ``8-4-4-4-12`` (also in
+        braces or after ``urn:uuid:``), either case. Raises ``IdValidationError``."""
         if isinstance(text, RunId):
             return text
-        try:
-            return cls(uuid.UUID(text))
-        except (ValueError, TypeError, AttributeError):
-            raise IdValidationError("run_id", text) from None
+        if not isinstance(text, str) or _RUN_ID_RE.match(text) is None:
+            raise IdValidationError("run_id", text)
+        return cls(uuid.UUID(text))
 
     def __str__(self) -> str:
         return self._text

@@ -11,9 +11,13 @@ An export is UTF-8 JSON Lines::
 Artifacts come first, so that an import never holds an event whose artifacts are missing; each
 run's events follow as one block, seq 1, 2, 3, ..., runs in the store's order. Fact bindings are
 not written separately: they follow from the ``fact_recorded`` events, which ``append`` binds.
-Lines are compact JSON (no spaces, keys in the interchange order, non-ASCII kept), so export →
-import into an empty store → export gives the same bytes. Run creation times and artifact
-creation times belong to the file that holds them and are not exported.
+Event lines are byte for byte what the crate's serde_json writes for the envelope
+(:meth:`EventEnvelope.to_json_text`: compact, non-ASCII kept, struct fields in the interchange
+order, free-form JSON with sorted keys and ryu floats), so export → import into an empty store →
+export gives the same bytes. Import reads JSON as serde_json does (:func:`parse_json`) and
+accepts both that form and the one earlier versions wrote (insertion-ordered keys, Python's
+float spelling). Run creation times and artifact creation times belong to the file that holds
+them and are not exported.
 
 Import is checked, then written: a first pass reads the whole export and writes nothing; it
 refuses a malformed or truncated export (``export_malformed``), and a run the store already
@@ -34,11 +38,11 @@ from typing import IO, Any, Protocol
 
 import attrs
 
-from ._rules import fact_binding_of
+from ._rules import artifact_refs, fact_binding_of
+from .canonical import parse_json, respell_floats
 from .errors import NotFoundError, StorageError
 from .events import EventEnvelope, encode_event
 from .ids import ArtifactId, RunId
-from .sqlite._verify import artifact_refs
 from .stores import ArtifactKind, ProgressFn, Store
 
 __all__ = [
@@ -110,9 +114,15 @@ class ImportReport:
 
 
 def json_line(obj: Any) -> bytes:
-    """One compact JSON Lines line (UTF-8, no spaces, key order kept, newline-terminated)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"),
-                      allow_nan=False).encode("utf-8") + b"\n"
+    """One compact JSON Lines line (UTF-8, no spaces, key order kept, floats spelled as
+    serde_json spells them, newline-terminated). ``json_line(env.to_json())`` is the crate's
+    line for ``env``."""
+    return respell_floats(json.dumps(obj, ensure_ascii=False, separators=(",", ":"),
+                                     allow_nan=False)).encode("utf-8") + b"\n"
+
+
+def _event_line(env: EventEnvelope) -> bytes:
+    return (env.to_json_text() + "\n").encode("utf-8")
 
 
 def _no_progress(phase: str, n: int, total: int | None) -> None:
@@ -165,7 +175,7 @@ async def export_jsonl(store: ExportableStore, out: IO[bytes], *, run_id: RunId 
                             "missing from the store; run verify")
     for rid, head in heads:
         async for env in store.iter_events(rid, 1, head):
-            written += out.write(json_line(env.to_json()))
+            written += out.write(_event_line(env))
             report("export", 1, None)
     written += out.write(json_line({"end": {"runs": len(heads), "events": n_events,
                                         "artifacts": artifacts}}))
@@ -222,9 +232,9 @@ def _parse_end(obj: dict[str, Any], lineno: int) -> _End:
 
 def _parse(raw: bytes, lineno: int) -> _Item:
     try:
-        obj = json.loads(raw)
+        obj = parse_json(raw)
     except ValueError as exc:
-        raise _malformed(lineno, f"not JSON ({exc})") from None
+        raise _malformed(lineno, f"not JSON the crate can read ({exc})") from None
     if not isinstance(obj, dict):
         raise _malformed(lineno, "not a JSON object")
     if "artifact" in obj:
@@ -273,7 +283,7 @@ def _items(source: IO[bytes], progress: ProgressFn, phase: str) -> Iterator[tupl
 
 
 def _normal(env: EventEnvelope) -> bytes:
-    return json_line(env.to_json())
+    return _event_line(env)
 
 
 class _StoredEvents:

@@ -53,7 +53,7 @@ def test_run_id_roundtrip_and_forms() -> None:
     text = "3F2B8C1E-6A4D-4F7E-9B1A-2C5D8E7F9A01"
     parsed = RunId.parse(text)
     assert str(parsed) == text.lower()
-    assert RunId.parse("{" + text + "}") == parsed  # whatever uuid.UUID accepts
+    assert RunId.parse("{" + text + "}") == parsed  # the spellings the crate accepts
     assert RunId.parse(text.replace("-", "")) == parsed
     assert parsed == RunId(uuid.UUID(text))
     assert hash(parsed) == hash(RunId.parse(text.lower()))
