@@ -90,6 +90,7 @@ class LocalServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as written
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
