@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit, urlunsplit
 
+from .._open import open_store
 from ..cli._common import DB_ENV, EXIT_FILE, EXIT_OK, EXIT_USAGE, CliError
 from ..errors import CODE_NOT_A_DATABASE
-from ..sqlite import SqliteStore
 from ..stores import Store
 
 __all__ = ["EXAMPLE", "HELP", "add_arguments", "open_read_only", "run", "serve"]
@@ -38,16 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @asynccontextmanager
 async def open_read_only(target: str | os.PathLike[str]) -> AsyncIterator[tuple[Store, str]]:
-    """The store at ``target`` opened read-only, and a label for page headers.
+    """The store at ``target`` opened read-only (``open_store``), and a label for pages.
 
-    ``target`` is a path to an existing SQLite file (never created), or ``memory:``.
+    ``target`` is the path of an existing SQLite file (never created), a PostgreSQL URL
+    (its password is left out of the label) or ``memory:`` (an empty store).
     """
     text = os.fspath(target)
     if text == "memory:":
-        from ..memory import MemoryStore
-
-        async with MemoryStore() as memory:
-            yield memory, "memory:"
+        async with open_store("memory:") as memory:
+            yield memory, text
+        return
+    if text.startswith(("postgresql://", "postgres://")):
+        async with open_store(text, read_only=True) as store:
+            yield store, _without_password(text)
         return
     path = Path(text)
     if not path.exists():
@@ -55,8 +59,17 @@ async def open_read_only(target: str | os.PathLike[str]) -> AsyncIterator[tuple[
     if path.is_dir():
         raise CliError(f"{path}: is a directory, not a database file", EXIT_FILE,
                        CODE_NOT_A_DATABASE)
-    async with SqliteStore.open(path, read_only=True) as store:
+    async with open_store(path, read_only=True) as store:
         yield store, str(path)
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 async def serve(target: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 0,

@@ -69,7 +69,7 @@ class _RunsIndex:
         self._loading: asyncio.Task[_RunsSnapshot] | None = None
 
     async def _load(self) -> _RunsSnapshot:
-        runs = await self._store.list_runs()
+        runs = (await self._store.list_runs())[::-1]  # newest first among equal times
         runs.sort(key=lambda r: r.updated_millis, reverse=True)
         statuses: dict[str, int] = {}
         ops: set[str] = set()
@@ -213,6 +213,11 @@ class VerifyJob:
                 self.finished_at = time.time()
 
         self._task = asyncio.get_running_loop().create_task(job())
+
+    async def wait(self) -> None:
+        """Return once the current check (if any) has finished."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
 
     def to_json(self) -> dict[str, Any]:
         return {"state": self.state, "done": self.done_units, "total": self.total_units}

@@ -88,3 +88,57 @@ def inspector(db: Path | str, *extra: str, env: dict[str, str] | None = None
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.communicate()
+
+
+MARKUP_IMG = '<img src=x onerror="window.__pwned=1">'
+MARKUP_SCRIPT = "<script>window.__pwned=2</script>"
+
+
+async def write_markup_run(store: Any) -> str:
+    """A failed run whose stored strings are markup: fact key and payload, a domain event's
+    name and payload, context values and the error message. Returns its run id."""
+    from mfm_store import ArtifactKind, DomainEvent, EventEnvelope, RunId
+    from mfm_store.errors import ErrorCategory, ErrorInfo
+    from mfm_store.events import (
+        RunCompleted,
+        RunStarted,
+        RunStatus,
+        StateCompleted,
+        StateEntered,
+        StateError,
+        StateFailed,
+    )
+
+    run = RunId.new()
+    manifest = await store.put(ArtifactKind.MANIFEST, b'{"op_id":"markup","note":"'
+                               + MARKUP_SCRIPT.encode() + b'"}')
+    before = await store.put(ArtifactKind.CONTEXT_SNAPSHOT, b'{"n":1}')
+    after = await store.put(ArtifactKind.CONTEXT_SNAPSHOT, json_bytes(
+        {"n": 1, "html": MARKUP_IMG, "script": MARKUP_SCRIPT}))
+    events: list[Any] = [
+        RunStarted("markup", manifest, before),
+        StateEntered("markup.main.first", 0, before),
+        DomainEvent(MARKUP_SCRIPT, {"html": MARKUP_IMG, MARKUP_SCRIPT: [MARKUP_IMG]}),
+    ]
+    head = await store.append(run, 0, [EventEnvelope(run, i + 1, None, e)
+                                       for i, e in enumerate(events)])
+    binding = await store.record_fact(run, "key " + MARKUP_IMG, json_bytes(
+        {"answer": MARKUP_SCRIPT}))
+    head = binding.seq
+    info = ErrorInfo("markup_error", ErrorCategory.UNKNOWN, False,
+                     "failed on " + MARKUP_IMG + MARKUP_SCRIPT)
+    tail: list[Any] = [
+        StateCompleted("markup.main.first", after),
+        StateEntered("markup.main.second", 0, after),
+        StateFailed("markup.main.second", StateError("markup.main.second", info), None),
+        RunCompleted(RunStatus.FAILED, None),
+    ]
+    await store.append(run, head, [EventEnvelope(run, head + i + 1, None, e)
+                                   for i, e in enumerate(tail)])
+    return str(run)
+
+
+def json_bytes(value: Any) -> bytes:
+    import json
+
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
