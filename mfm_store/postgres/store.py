@@ -30,6 +30,7 @@ from ..errors import (
     CODE_READ_ONLY,
     CODE_STORAGE,
     CODE_STORE_CLOSED,
+    CODE_STORE_UNAVAILABLE,
     ConcurrencyError,
     CorruptionError,
     NotFoundError,
@@ -205,9 +206,18 @@ class PostgresStore:
             await self._pool.putconn(conn)
 
     async def _fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
-        async with self._conn(writing=False) as conn:
-            cur = await conn.execute(sql, params, binary=True)
-            return await cur.fetchall()
+        """Rows of one read. A read that met a dead pooled connection (the server restarted
+        since it was last used) is run once more, on a new connection."""
+        for attempt in (1, 2):
+            try:
+                async with self._conn(writing=False) as conn:
+                    cur = await conn.execute(sql, params, binary=True)
+                    return await cur.fetchall()
+            except StorageError as exc:
+                if attempt == 2 or not isinstance(exc.__cause__, psycopg.OperationalError) \
+                        or exc.info.code != CODE_STORE_UNAVAILABLE:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _write_one(self, sql: str, params: Sequence[Any] | dict[str, Any]
                          ) -> tuple[Any, ...] | None:
