@@ -143,10 +143,10 @@ async def test_read_only_refuses_every_write_and_reads() -> None:
 async def test_durability_maps_to_synchronous_commit() -> None:
     schema = new_schema()
     for durability, expected in (("normal", "off"), ("full", "on")):
-        async with PostgresStore.open(pg_dsn(), schema=schema, durability=durability) as s:
-            async with s._pool.connection() as conn:
-                cur = await conn.execute("SHOW synchronous_commit")
-                assert (await cur.fetchone()) == (expected,)
+        async with PostgresStore.open(pg_dsn(), schema=schema, durability=durability) as s, \
+                s._pool.connection() as conn:
+            cur = await conn.execute("SHOW synchronous_commit")
+            assert (await cur.fetchone()) == (expected,)
 
 
 async def test_the_password_is_never_shown() -> None:

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import pg_server
 
 from conftest import pg_dsn
-from helpers import pg_server
 from mfm_store import (
     ArtifactKind,
     ConcurrencyError,
@@ -98,7 +98,7 @@ async def test_four_processes_race_for_keys_runs_and_artifacts() -> None:
             assert len(marks) == workers * tasks
         assert len(appended) == len(set(appended)) == workers * tasks * len(runs)
         assert await store.exists(
-            (await store.put(ArtifactKind.OUTPUT, f"shared {runs[0]}".encode())))
+            await store.put(ArtifactKind.OUTPUT, f"shared {runs[0]}".encode()))
         report = await store.verify()
         assert report.ok, str(report)
 
