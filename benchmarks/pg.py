@@ -1,0 +1,263 @@
+"""PostgreSQL store benchmark: ``python -m benchmarks.pg [--dsn DSN] [--appends N] [--rounds R]``.
+
+Runs on its own (not part of ``python -m benchmarks``). Without ``--dsn`` it starts a
+throwaway server (``tests/helpers/pg_server.py``: fsync on, the server's default
+``synchronous_commit = on``), so both sides pay the same durable WAL flush per commit.
+
+Measured, in one run, ratios first (absolute figures drift on a shared machine):
+
+- ``append_seq``: sequential 1-event appends, ``durability="full"``, ours against raw psycopg
+  (async, same driver) running the same statements (conditional head UPDATE, event INSERT
+  with a pre-encoded body and pre-computed checksum) in one transaction per append. The two
+  sides alternate one append at a time, each on its own run and schema, each timed alone.
+- ``append_concurrent``: 100 tasks each appending to its own run against 1 task (throughput
+  ratio), with the p99 latency of one append under 100 tasks.
+- ``round_trips``: client-server round trips per append, per ``record_fact`` and per
+  ``bind_fact``, counted from libpq's own protocol trace of the store's one connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from mfm_store import ArtifactKind, DomainEvent, EventEnvelope, RunId
+from mfm_store.events import encode_event
+from mfm_store.postgres import PostgresStore
+from mfm_store.sqlite import _checksums as cs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _schema() -> str:
+    return f"bench_{uuid.uuid4().hex[:12]}"
+
+
+def _env(run: RunId, seq: int) -> EventEnvelope:
+    return EventEnvelope(run, seq, None, DomainEvent("tick", {"n": seq}))
+
+
+class RawAppender:
+    """The same statements our append runs, by hand, one transaction per append."""
+
+    UPDATE = ("UPDATE runs SET head_seq = %s, updated_ms = %s"
+              " WHERE run_id = %s AND head_seq = %s RETURNING run_pk")
+    INSERT = ("INSERT INTO events (run_pk, seq, ts_millis, kind, name, checksum, body)"
+              " VALUES (%s, %s, %s, %s, %s, %s, %s)")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], run: RunId) -> None:
+        self.conn, self.run, self.rid = conn, run, str(run)
+
+    async def append(self, expected: int, body: bytes, checksum: int) -> None:
+        seq = expected + 1
+        async with self.conn.transaction():
+            cur = await self.conn.execute(self.UPDATE, (seq, int(time.time() * 1000),
+                                                        self.rid, expected))
+            row = await cur.fetchone()
+            assert row is not None, "head moved"
+            await self.conn.execute(self.INSERT, (row[0], seq, None, "Domain", "tick",
+                                                  checksum, body))
+
+
+async def append_seq(dsn: str, appends: int) -> dict[str, Any]:
+    ours_schema, raw_schema = _schema(), _schema()
+    ours_run, raw_run = RunId.new(), RunId.new()
+    async with PostgresStore.open(dsn, schema=ours_schema, pool_size=1) as ours, \
+            PostgresStore.open(dsn, schema=raw_schema, pool_size=1) as seed:
+        await seed.append(raw_run, 0, [_env(raw_run, 1)])  # the raw side's run row
+        await ours.append(ours_run, 0, [_env(ours_run, 1)])
+        raw_conn = await psycopg.AsyncConnection.connect(
+            dsn, options=f"-c search_path={raw_schema}")
+        try:
+            raw = RawAppender(raw_conn, raw_run)
+            t_ours: list[float] = []
+            t_raw: list[float] = []
+            for i in range(1, appends + 1):
+                env = _env(ours_run, i + 1)
+                raw_env = _env(raw_run, i + 1)
+                body = encode_event(raw_env.event)
+                checksum = cs.event_sum(str(raw_run), i + 1, None, "Domain", "tick", body)
+                sides = [("ours", env), ("raw", (body, checksum))]
+                if i % 2:
+                    sides.reverse()
+                for name, arg in sides:
+                    start = time.perf_counter()
+                    if name == "ours":
+                        await ours.append(ours_run, i, [arg])  # type: ignore[list-item]
+                        t_ours.append(time.perf_counter() - start)
+                    else:
+                        await raw.append(i, *arg)  # type: ignore[misc]
+                        t_raw.append(time.perf_counter() - start)
+        finally:
+            await raw_conn.close()
+    ours_rate, raw_rate = len(t_ours) / sum(t_ours), len(t_raw) / sum(t_raw)
+    return {"ours_per_s": round(ours_rate), "raw_per_s": round(raw_rate),
+            "ratio": round(ours_rate / raw_rate, 3),
+            "ours_median_ms": round(statistics.median(t_ours) * 1000, 3),
+            "raw_median_ms": round(statistics.median(t_raw) * 1000, 3)}
+
+
+async def _appenders(store: PostgresStore, tasks: int, per_task: int) -> tuple[float, list[float]]:
+    runs = [RunId.new() for _ in range(tasks)]
+    latencies: list[float] = []
+
+    async def one(run: RunId) -> None:
+        for seq in range(1, per_task + 1):
+            start = time.perf_counter()
+            await store.append(run, seq - 1, [_env(run, seq)])
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(r) for r in runs))
+    elapsed = time.perf_counter() - start
+    return tasks * per_task / elapsed, latencies
+
+
+async def append_concurrent(dsn: str, per_task: int, rounds: int,
+                            pool_size: int) -> dict[str, Any]:
+    ratios, p99s, single, many = [], [], [], []
+    async with PostgresStore.open(dsn, schema=_schema(), pool_size=pool_size) as store:
+        await _appenders(store, 100, 2)  # warm the pool up to its size
+        for _ in range(rounds):
+            one_rate, _lat = await _appenders(store, 1, per_task * 4)
+            hundred_rate, lat = await _appenders(store, 100, per_task)
+            ratios.append(hundred_rate / one_rate)
+            single.append(one_rate)
+            many.append(hundred_rate)
+            p99s.append(statistics.quantiles(lat, n=100)[98])
+    return {"one_task_per_s": round(statistics.median(single)),
+            "hundred_tasks_per_s": round(statistics.median(many)),
+            "ratio": round(statistics.median(ratios), 2),
+            "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
+            "p99_ms_100_tasks": round(statistics.median(p99s) * 1000, 2),
+            "pool_size": pool_size}
+
+
+def _round_trips(trace: str) -> int:
+    """Frontend-to-backend turns in a libpq trace: each is one round trip."""
+    trips, last = 0, ""
+    for line in trace.splitlines():
+        parts = line.split("\t")
+        direction = parts[1] if len(parts) > 1 and parts[0][:1].isdigit() else parts[0]
+        direction = direction.strip()
+        if direction == "B" and last == "F":
+            trips += 1
+        if direction in ("F", "B"):
+            last = direction
+    return trips
+
+
+async def round_trips(dsn: str, n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    async with PostgresStore.open(dsn, schema=_schema(), pool_size=1) as store:
+        run = RunId.new()
+        await store.append(run, 0, [_env(run, 1)])
+        payloads = [await store.put(ArtifactKind.FACT_PAYLOAD, f"p{i}".encode())
+                    for i in range(n)]
+        with tempfile.TemporaryFile("w+") as trace_file:
+            async with store._pool.connection() as conn:
+                conn.pgconn.trace(trace_file.fileno())
+                conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            ops = {
+                "append": [lambda i=i: store.append(run, 1 + i, [_env(run, 2 + i)])
+                           for i in range(n)],
+            }
+            for name, calls in ops.items():
+                trace_file.seek(0)
+                trace_file.truncate()
+                for call in calls:
+                    await call()
+                trace_file.flush()
+                trace_file.seek(0)
+                out[f"per_{name}"] = round(_round_trips(trace_file.read()) / n, 2)
+            head = await store.head_seq(run)
+            for name, call in (("record_fact", lambda i: store.record_fact(
+                    run, f"r{i}", f"data {i}".encode())),
+                               ("bind_fact", lambda i: store.bind_fact(
+                                   run, f"b{i}", payloads[i]))):
+                trace_file.seek(0)
+                trace_file.truncate()
+                for i in range(n):
+                    await call(i)
+                trace_file.flush()
+                trace_file.seek(0)
+                out[f"per_{name}"] = round(_round_trips(trace_file.read()) / n, 2)
+            assert await store.head_seq(run) == head + 2 * n
+            async with store._pool.connection() as conn:
+                conn.pgconn.untrace()
+            # The same count for the raw baseline (BEGIN, UPDATE, INSERT, COMMIT).
+            raw_conn = await psycopg.AsyncConnection.connect(
+                dsn, options=f"-c search_path={store.schema}")
+            try:
+                trace_file.seek(0)
+                trace_file.truncate()
+                raw_conn.pgconn.trace(trace_file.fileno())
+                raw_conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+                raw = RawAppender(raw_conn, run)
+                head = await store.head_seq(run)
+                for i in range(n):
+                    env = _env(run, head + i + 1)
+                    body = encode_event(env.event)
+                    await raw.append(head + i, body, cs.event_sum(
+                        str(run), head + i + 1, None, "Domain", "tick", body))
+                raw_conn.pgconn.untrace()
+                trace_file.flush()
+                trace_file.seek(0)
+                out["raw_per_append"] = round(_round_trips(trace_file.read()) / n, 2)
+            finally:
+                await raw_conn.close()
+    return out
+
+
+def _server() -> Any:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from helpers.pg_server import PgServer
+
+    return PgServer.start()
+
+
+async def run_all(dsn: str, appends: int, rounds: int, pool_size: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    results["round_trips"] = await round_trips(dsn, 50)
+    results["append_seq"] = await append_seq(dsn, appends)
+    results["append_concurrent"] = await append_concurrent(dsn, max(appends // 40, 5), rounds,
+                                                           pool_size)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pg", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dsn", help="use this server (default: start a throwaway one)")
+    parser.add_argument("--appends", type=int, default=1000,
+                        help="sequential appends per side (default 1000)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of the concurrency scenario (default 5)")
+    parser.add_argument("--pool-size", type=int, default=20)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    server = None if args.dsn else _server()
+    try:
+        dsn = args.dsn or server.dsn
+        results = asyncio.run(run_all(dsn, args.appends, args.rounds, args.pool_size))
+    finally:
+        if server is not None:
+            server.stop()
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
