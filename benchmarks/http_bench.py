@@ -1,14 +1,14 @@
 """What recording an HTTP call costs: a durable recorded call against a bare httpx call.
 
-Both sides ask the same local server (``mfm_store._demo_server``, on 127.0.0.1, in a process of
-its own so that its threads do not share this process's interpreter lock) for the same JSON
-answer. The bare side is ``httpx.AsyncClient.get`` + ``.json()``; the recorded side is
-``Http(io).get(url, key=...)`` through ``LiveIo`` and ``HttpTransportFactory`` on a
-``SqliteStore`` with ``durability="full"`` (each new fact is its payload, binding and event in
-one commit, concurrent calls committed together). Rounds alternate the sides (order rotated);
-each round gives a ratio and an added time per call, the report gives the medians and spreads.
-Also measured: one durable commit of a tiny fact alone (``record_fact``), the "one fsync's worth"
-the issue's goal refers to.
+Both sides ask the same local server (a minimal asyncio HTTP/1.1 server on 127.0.0.1, in a
+process of its own, so that serving costs little and does not share this process's interpreter
+lock) for the same JSON answer, with floats. The bare side is ``httpx.AsyncClient.get`` +
+``.json()``; the recorded side is ``Http(io).get(url, key=...)`` through ``LiveIo`` and
+``HttpTransportFactory`` on a ``SqliteStore`` with ``durability="full"`` (each new fact is its
+payload, binding and event in one commit, concurrent calls committed together). Rounds
+alternate the sides (order rotated); each round gives a ratio and an added time per call, the
+report gives the medians and spreads. Also measured: one durable commit of a tiny fact alone
+(``record_fact``), the "one fsync's worth" the issue's goal refers to.
 
 Run from the repository root::
 
@@ -38,6 +38,33 @@ from mfm_store.sqlite import SqliteStore
 
 STATE = "bench.main.http"
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "results"
+_BODY = b'{"symbol": "ACME", "price": 41.07, "currency": "USD", "rate": 0.912345}'
+_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+             % len(_BODY)) + _BODY
+
+
+async def _connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:" and int(line[15:]):
+                    await reader.readexactly(int(line[15:]))
+            writer.write(_RESPONSE)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _serve() -> None:
+    """Answer every request with ``_BODY`` until stdin closes; print the base URL first."""
+    server = await asyncio.start_server(_connection, "127.0.0.1", 0)
+    host, port = server.sockets[0].getsockname()[:2]
+    print(f"http://{host}:{port}", flush=True)
+    await asyncio.to_thread(sys.stdin.read)
+    server.close()
 
 
 async def _bare(client: httpx.AsyncClient, url: str, tasks: int, per_task: int) -> float:
@@ -82,7 +109,7 @@ async def measure(rounds: int, calls: int, workdir: Path) -> dict[str, Any]:
     """Per task count: per-round ``bare`` and ``recorded`` seconds per call, ratio, added."""
     workdir.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"rounds": rounds, "calls": calls, "cases": {}}
-    server = subprocess.Popen([sys.executable, "-m", "mfm_store._demo_server"],
+    server = subprocess.Popen([sys.executable, "-m", "benchmarks.http_bench", "--serve"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None and server.stdin is not None
     try:
@@ -153,7 +180,11 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                    help="folder on the disk to measure (a tmpfs makes fsync free)")
     p.add_argument("--json", type=Path, help="also write every round here")
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.serve:
+        asyncio.run(_serve())
+        return
     result = asyncio.run(measure(args.rounds, args.calls, args.workdir))
     print(summary(result))
     if args.json is not None:

@@ -475,7 +475,7 @@ class HttpTransport:
 
         f = self._f
         url = urljoin(f.base_url, prepared.url) if f.base_url else prepared.url
-        shown = f"http {prepared.method} {f.policy.redact_url(url)}"
+        shown = _Shown(prepared.method, url, f.policy)
         headers = [*f.headers.items(), *prepared.headers]
         if (key is not None and prepared.method in f.unsafe_methods
                 and not any(k.lower() == f.idempotency_header.lower() for k, _ in headers)):
@@ -500,7 +500,7 @@ class HttpTransport:
             raise TransportError(f"{shown}: {type(exc).__name__}") from exc
         return await self._answer(response, data, prepared, key)
 
-    def _check_status(self, response: httpx.Response, shown: str) -> None:
+    def _check_status(self, response: httpx.Response, shown: _Shown) -> None:
         status = response.status_code
         retry_after = response.headers.get("retry-after")
         if status == 429 or (status == 503 and retry_after is not None):
@@ -513,7 +513,7 @@ class HttpTransport:
             raise TransportError(f"{shown}: client error {status}",
                                  code=CODE_HTTP_CLIENT_ERROR)
 
-    async def _read(self, response: httpx.Response, shown: str) -> bytes:
+    async def _read(self, response: httpx.Response, shown: _Shown) -> bytes:
         limit = self._f.max_body
         declared = response.headers.get("content-length")
         if (declared is not None and declared.isdigit() and int(declared) > limit
@@ -563,7 +563,19 @@ class HttpTransport:
                 "failed to store http body")) from exc
 
 
-def _too_large(shown: str, limit: int) -> IoError:
+class _Shown:
+    """How errors name a request (the URL redacted), built only if an error needs it."""
+
+    __slots__ = ("_method", "_policy", "_url")
+
+    def __init__(self, method: str, url: str, policy: CredentialPolicy) -> None:
+        self._method, self._url, self._policy = method, url, policy
+
+    def __str__(self) -> str:
+        return f"http {self._method} {self._policy.redact_url(self._url)}"
+
+
+def _too_large(shown: _Shown, limit: int) -> IoError:
     return io_error(CODE_HTTP_BODY_TOO_LARGE, ErrorCategory.OFF_CHAIN,
                     f"{shown}: body larger than max_body ({limit} bytes); raise "
                     "HttpTransportFactory(max_body=...) to accept it")
