@@ -17,12 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["DemoServer"]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that went away
+            super().handle_error(request, client_address)
 
 
 def _digest(*parts: object) -> int:
@@ -38,8 +47,7 @@ class DemoServer:
         self._orders: dict[str, dict[str, Any]] = {}
         self._tickets: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,),
                                         name="mfm-demo-server", daemon=True)
 
@@ -145,8 +153,6 @@ class DemoServer:
 
 def main() -> None:
     """``python -m mfm_store._demo_server``: serve, print the URL, stop when stdin closes."""
-    import sys
-
     with DemoServer() as server:
         print(server.url, flush=True)
         sys.stdin.read()
