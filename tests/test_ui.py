@@ -31,7 +31,7 @@ from mfm_store import (
     start,
 )
 from mfm_store.engine.manifest import Duration, FixedBackoff, RetryPolicy
-from mfm_store.events import RunStarted, StateCompleted, StateEntered
+from mfm_store.events import RunCompleted, RunStarted, RunStatus, StateCompleted, StateEntered
 from mfm_store.sqlite import SqliteStore
 from mfm_store.ui import InspectorApp, create_app
 from mfm_store.ui._model import build_run, json_diff
@@ -271,12 +271,17 @@ async def test_long_runs_are_paged(tmp_path: Path) -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{HOST}") as c:
             first = (await c.get(f"/runs/{run}")).text
-            assert first.count('<li class="attempt') == 50 and "page 1 of 2" in first
+            # Read far enough for the first page only: 500 of the 822 events.
+            assert first.count('<li class="attempt') == 25 and "page 1 of 3+" in first
+            assert "In seq 1\u2013500 (read so far" in first and 'rel="next"' in first
             assert "data-live=" in first  # still running: the page follows its head
-            second = (await c.get(f"/runs/{run}?page=1")).text
-            assert second.count('<li class="attempt') == 11
-            assert "500 more events in this attempt" in second
-            assert f'href="/runs/{run}/events?from=323"' in second
+            last = (await c.get(f"/runs/{run}?page=2")).text
+            assert last.count('<li class="attempt') == 11 and "page 3 of 3<" in last
+            assert "read so far" not in last and 'rel="next"' not in last
+            assert "61 attempts" in last
+            assert "500 more events in this attempt" in last
+            assert f'href="/runs/{run}/events?from=323"' in last
+            assert (await c.get(f"/runs/{run}?page=9")).text.count('<li class="attempt') == 11
             assert (await c.get(f"/runs/{run}/head")).json() == {"head": 822}
             listed = (await c.get(f"/runs/{run}/events?from=323")).text
             assert listed.count('<tr id="seq-') == 500 and "?from=823" not in listed
@@ -352,3 +357,31 @@ def test_open_starts_the_browser_and_ctrl_c_ends_cleanly(tmp_path: Path) -> None
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-browser", "opened.txt",
                                                           "runs.db"]
+
+
+async def test_an_open_run_page_follows_new_events(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    run = RunId.new()
+    async with SqliteStore.open(path) as writer, \
+            SqliteStore.open(path, read_only=True) as store:
+        snap = await writer.put(ArtifactKind.CONTEXT_SNAPSHOT, b"{}")
+        await writer.append(run, 0, _envs(run, [RunStarted("op", snap, snap),
+                                                StateEntered("m.s.a", 0, snap)]))
+        await writer.record_fact(run, "answer", b'{"ok":true}')
+        app = create_app(store, allowed_hosts={HOST})
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{HOST}") as c:
+            before = (await c.get(f"/runs/{run}")).text
+            assert '<li class="attempt open"' in before and 'data-head="3"' in before
+            assert (await c.get(f"/runs/{run}/head")).json() == {"head": 3}
+            # Another process resumes the run: the open attempt turns out to have crashed.
+            await writer.append(run, 3, [
+                EventEnvelope(run, 4, None, StateEntered("m.s.a", 1, snap)),
+                EventEnvelope(run, 5, None, StateCompleted("m.s.a", snap)),
+                EventEnvelope(run, 6, None, RunCompleted(RunStatus.COMPLETED, snap))])
+            assert (await c.get(f"/runs/{run}/head")).json() == {"head": 6}
+            after = (await c.get(f"/runs/{run}")).text
+        await app.aclose()
+    assert '<li class="attempt crashed"' in after and '<li class="attempt completed"' in after
+    assert "reused from the file" in after and "data-live" not in after
+    assert '<span class="badge completed">completed</span></h1>' in after

@@ -17,17 +17,20 @@ import attrs
 
 from ..engine.manifest import RetryPolicy
 from ..errors import MfmError
+from ..events import RunCompleted
 from ..ids import ArtifactId, RunId
 from ..stores import RunSummary, Store
-from ._model import RunModel, build_run
+from ._model import RunBuilder, RunModel
 
-__all__ = ["ArtifactView", "Inspector", "RunsPage", "VerifyJob"]
+__all__ = ["ArtifactView", "Inspector", "RunView", "RunsPage", "VerifyJob"]
 
 RUNS_PAGE_SIZE = 50
 _INDEX_MAX_AGE = 5.0  # seconds a runs list is served before a refresh starts in the background
 _CACHE_BYTES = 32 * 1024 * 1024
 _CACHE_ITEM = 1024 * 1024
-_RUN_CACHE = 8
+_RUN_CACHE = 4
+_FIRST_CHUNK = 500  # events read for the first page of a run
+_NEXT_CHUNK = 5000
 JSON_PREVIEW_LIMIT = 2 * 1024 * 1024
 
 
@@ -121,6 +124,22 @@ class _RunsIndex:
     def summary(self, run_id: str) -> RunSummary | None:
         """The run's row if the list is loaded (times for the run page)."""
         return None if self._snapshot is None else self._snapshot.by_id.get(run_id)
+
+
+@attrs.frozen(kw_only=True)
+class RunView:
+    """A run as far as it was read: ``complete`` once every event up to ``head`` is in."""
+
+    model: RunModel
+    head: int
+    complete: bool
+    status: str
+
+
+class _RunEntry:
+    def __init__(self, builder: RunBuilder) -> None:
+        self.builder = builder
+        self.lock = asyncio.Lock()
 
 
 @attrs.frozen(kw_only=True)
@@ -239,7 +258,7 @@ class Inspector:
         self.runs = _RunsIndex(store)
         self.verify = VerifyJob(store)
         self._artifacts = _ArtifactCache()
-        self._models: OrderedDict[str, RunModel] = OrderedDict()
+        self._runs: OrderedDict[str, _RunEntry] = OrderedDict()
         self._policies: dict[str, RetryPolicy | None] = {}
 
     async def artifact(self, artifact_id: ArtifactId) -> bytes:
@@ -272,26 +291,43 @@ class Inspector:
             self._policies[manifest_id] = policy
         return self._policies[manifest_id]
 
-    async def run_model(self, run_id: RunId) -> RunModel | None:
-        """The run's model, rebuilt only when its head moved; ``None`` for an unknown run."""
+    async def run_view(self, run_id: RunId, attempts: int) -> RunView | None:
+        """The run read far enough to hold ``attempts`` closed attempts (or all of it).
+
+        Events are read from where the cached builder stopped, in pages, so the first page
+        of a long run costs a few hundred events, not the whole run; a run that grew is
+        extended, never rebuilt. ``None`` for an unknown run.
+        """
         key = str(run_id)
         head = await self.store.head_seq(run_id)
         if head == 0:
             return None
-        cached = self._models.get(key)
-        if cached is not None and cached.head_seq == head:
-            self._models.move_to_end(key)
-            return cached
-        envelopes = await self.store.read_range(run_id)
-        if not envelopes:
-            return None
-        first = envelopes[0].event
-        manifest_id = getattr(first, "manifest_id", None)
-        model = build_run(key, envelopes, await self.policy(manifest_id))
-        self._models[key] = model
-        while len(self._models) > _RUN_CACHE:
-            self._models.popitem(last=False)
-        return model
+        entry = self._runs.get(key)
+        if entry is None:
+            entry = self._runs[key] = _RunEntry(RunBuilder(key))
+        self._runs.move_to_end(key)
+        while len(self._runs) > _RUN_CACHE:
+            self._runs.popitem(last=False)
+        async with entry.lock:
+            model = entry.builder.model
+            chunk = _FIRST_CHUNK
+            # One attempt more than asked: the last one shown is then known to be closed.
+            while model.head_seq < head and len(model.attempts) <= attempts:
+                start = model.head_seq + 1
+                for env in await self.store.read_range(run_id, start,
+                                                       min(start + chunk - 1, head)):
+                    entry.builder.feed(env)
+                chunk = _NEXT_CHUNK
+                if model.head_seq < start:  # the head moved back: nothing more to read
+                    break
+            status = model.status
+            if model.head_seq < head:
+                # The run's status is decided by its last event (RunCompleted).
+                last = await self.store.read_range(run_id, head, head)
+                if last and isinstance(last[0].event, RunCompleted):
+                    status = last[0].event.status.value.lower()
+            return RunView(model=model, head=head, complete=model.head_seq >= head,
+                           status=status)
 
     async def close(self) -> None:
         await self.runs.close()

@@ -31,6 +31,7 @@ __all__ = [
     "Change",
     "DomainRow",
     "FactRow",
+    "RunBuilder",
     "RunModel",
     "build_run",
     "describe_backoff",
@@ -95,7 +96,6 @@ class Attempt:
     error: ErrorInfo | None = None
     retry_of: str | None = None
     previous_attempt: int | None = None
-    backoff: str | None = None
     entered_ms: int | None = None
     ended_ms: int | None = None
 
@@ -180,97 +180,106 @@ def _carried(key: str, attempt: int) -> bool:
     return m is None or int(m.group(1)) == attempt
 
 
-def build_run(run_id: str, envelopes: Sequence[EventEnvelope],
-              policy: RetryPolicy | None = None) -> RunModel:
-    """Group a run's events into attempts, in seq order.
+class RunBuilder:
+    """Groups a run's events into attempts, fed in seq order, a page of events at a time.
 
     An attempt starts at ``StateEntered`` and ends at its ``StateCompleted``/``StateFailed``;
-    one that is followed by anything else than its end is ``crashed``. A retry of a state lists
-    as ``reused`` the facts its earlier attempts bound (except per-attempt time and random
-    facts): a call with such a key is answered from the file, not by the transport.
+    one followed by anything else than its end is ``crashed``. A retry of a state lists as
+    ``reused`` the facts its earlier attempts bound (except per-attempt time and random
+    facts): a call with such a key is answered from the file, not by the transport. Events
+    are append-only, so a builder is extended, never rebuilt, as a run grows.
     """
-    model = RunModel(run_id=run_id, head_seq=envelopes[-1].seq if envelopes else 0)
-    current: Attempt | None = None  # the attempt whose end is not seen yet
-    loose: Attempt | None = None  # events outside any attempt, grouped while contiguous
-    earlier: dict[str, list[Attempt]] = {}
 
-    def close_open(outcome: str) -> None:
-        nonlocal current
-        if current is not None:
-            current.outcome = outcome
-            current = None
+    def __init__(self, run_id: str) -> None:
+        self.model = RunModel(run_id=run_id, head_seq=0)
+        self._current: Attempt | None = None  # the attempt whose end is not seen yet
+        self._loose: Attempt | None = None  # events outside any attempt, while contiguous
+        self._earlier: dict[str, list[Attempt]] = {}
 
-    def group() -> Attempt:
-        nonlocal loose
-        if current is not None:
-            return current
-        if loose is None:
-            loose = Attempt(None, 0, env.seq, env.seq, outcome="events")
-            model.attempts.append(loose)
-        return loose
+    def _close_open(self) -> None:
+        if self._current is not None:
+            self._current.outcome = "crashed"
+            self._current = None
 
-    for env in envelopes:
-        ev = env.event
-        if isinstance(ev, StateEntered):
-            close_open("crashed")
-            loose = None
-            before = earlier.setdefault(ev.state_id, [])
-            current = Attempt(ev.state_id, ev.attempt, env.seq, env.seq,
-                              base_snapshot_id=ev.base_snapshot_id, entered_ms=env.ts_millis)
-            if before:
-                prev = before[-1]
-                current.previous_attempt = prev.attempt
-                if prev.outcome == "failed":
-                    current.retry_of = "failed"
-                    current.backoff = describe_backoff(policy, prev.attempt)
-                else:
-                    current.retry_of = prev.outcome
-                seen = {f.key for f in current.reused}
-                for old in before:
-                    for fact in old.facts:
-                        if fact.key not in seen and _carried(fact.key, ev.attempt):
-                            seen.add(fact.key)
-                            current.reused.append(FactRow(fact.seq, fact.key, fact.payload_id,
-                                                          reused_from_attempt=old.attempt))
-            before.append(current)
-            model.attempts.append(current)
+    def _group(self, seq: int) -> Attempt:
+        if self._current is not None:
+            return self._current
+        if self._loose is None:
+            self._loose = Attempt(None, 0, seq, seq, outcome="events")
+            self.model.attempts.append(self._loose)
+        return self._loose
+
+    def feed(self, env: EventEnvelope) -> None:
+        """Add the next event (its seq must follow the last one fed)."""
+        model, ev = self.model, env.event
+        model.head_seq = env.seq
+        if isinstance(ev, DomainEvent):
+            group = self._group(env.seq)
+            group.last_seq = env.seq
+            bound = _fact_payload(ev) if ev.name == DOMAIN_FACT_RECORDED else None
+            if bound is not None:
+                group.items.append(FactRow(env.seq, bound[0], bound[1]))
+            else:
+                group.items.append(DomainRow(env.seq, ev.name, _compact(ev.payload),
+                                              ev.payload_ref))
+        elif isinstance(ev, StateEntered):
+            self._enter(env.seq, env.ts_millis, ev)
         elif isinstance(ev, StateCompleted | StateFailed):
-            target = current if current is not None and current.state_id == ev.state_id \
-                else None
-            if target is None:
-                close_open("crashed")
-                target = group()
+            if self._current is None or self._current.state_id != ev.state_id:
+                self._close_open()
+            target = self._group(env.seq)
             target.last_seq = env.seq
             target.ended_ms = env.ts_millis
             if isinstance(ev, StateCompleted):
-                target.outcome = "completed" if target.state_id else target.outcome
                 target.snapshot_id = ev.context_snapshot_id
+                if target.state_id is not None:
+                    target.outcome = "completed"
             else:
-                target.outcome = "failed" if target.state_id else target.outcome
                 target.snapshot_id = ev.failure_snapshot_id
                 target.error = ev.error.info
-            if target is current:
-                current = None
+                if target.state_id is not None:
+                    target.outcome = "failed"
+            if target is self._current:
+                self._current = None
         elif isinstance(ev, RunStarted):
             model.op_id = ev.op_id
             model.manifest_id = ev.manifest_id
             model.initial_snapshot_id = ev.initial_snapshot_id
         elif isinstance(ev, RunCompleted):
-            close_open("crashed")
-            loose = None
+            self._close_open()
+            self._loose = None
             model.status = ev.status.value.lower()
             model.final_snapshot_id = ev.final_snapshot_id
             model.completed_seq = env.seq
-        else:
-            target = group()
-            target.last_seq = env.seq
-            bound = _fact_payload(ev) if ev.name == DOMAIN_FACT_RECORDED else None
-            if bound is not None:
-                target.items.append(FactRow(env.seq, bound[0], bound[1]))
-            else:
-                target.items.append(DomainRow(env.seq, ev.name, _compact(ev.payload),
-                                              ev.payload_ref))
-    return model
+
+    def _enter(self, seq: int, ts: int | None, ev: StateEntered) -> None:
+        self._close_open()
+        self._loose = None
+        before = self._earlier.setdefault(ev.state_id, [])
+        current = Attempt(ev.state_id, ev.attempt, seq, seq,
+                          base_snapshot_id=ev.base_snapshot_id, entered_ms=ts)
+        if before:
+            prev = before[-1]
+            current.previous_attempt = prev.attempt
+            current.retry_of = prev.outcome
+            seen: set[str] = set()
+            for old in before:
+                for fact in old.facts:
+                    if fact.key not in seen and _carried(fact.key, ev.attempt):
+                        seen.add(fact.key)
+                        current.reused.append(FactRow(fact.seq, fact.key, fact.payload_id,
+                                                      reused_from_attempt=old.attempt))
+        before.append(current)
+        self.model.attempts.append(current)
+        self._current = current
+
+
+def build_run(run_id: str, envelopes: Sequence[EventEnvelope]) -> RunModel:
+    """The model of a whole run (see :class:`RunBuilder`)."""
+    builder = RunBuilder(run_id)
+    for env in envelopes:
+        builder.feed(env)
+    return builder.model
 
 
 @attrs.frozen
