@@ -189,3 +189,15 @@ def test_ctrl_c_stops_and_the_files_are_unchanged(session: Session) -> None:
     assert code == 0, out
     assert "stopped" in out and "Traceback" not in out
     assert _listing(session.folder) == session.before
+
+
+def test_readme_screenshot_script_writes_a_png(tmp_path: Path) -> None:
+    out = tmp_path / "shot" / "ui.png"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ui_screenshot", "--out", str(out),
+                           "--width", "900"], cwd=Path(__file__).resolve().parent.parent,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    head = out.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(head[16:20], "big") == 900  # the width asked for
+    assert int.from_bytes(head[20:24], "big") > 1000  # the whole run page, not a viewport
