@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import fcntl
 import hashlib
 import json
@@ -21,9 +22,6 @@ from helpers.cli import env as _env
 
 from mfm_store import ArtifactKind, EventEnvelope, RunId
 from mfm_store.sqlite import SqliteStore
-
-COMMANDS: list[str | Path] = ["demo", "runs", "show", "facts", "artifact", "verify", "export",
-                              "import", "backup", "gc", "stats"]
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +85,10 @@ def test_demo_never_removes_a_file_that_is_not_a_demo_file(tmp_path: Path) -> No
         async with SqliteStore.open(mine) as store:
             run = RunId.new()
             from mfm_store import RunStarted
+            manifest = await store.put(ArtifactKind.MANIFEST, b'{"op":"payroll"}')
+            context = await store.put(ArtifactKind.CONTEXT_SNAPSHOT, b"{}")
             await store.append(run, 0, [EventEnvelope(run, 1, None, RunStarted(
-                "payroll", hashlib.sha256(b"m").hexdigest(), hashlib.sha256(b"c").hexdigest()))])
+                "payroll", manifest, context))])
 
     asyncio.run(seed())
     result = cli("demo", "--db", mine)
@@ -273,6 +273,11 @@ def test_import_refuses_a_diverging_run(demo: tuple[Path, str, str], tmp_path: P
 
     async def seed() -> None:
         async with SqliteStore.open(other) as store:
+            for line in lines:  # the export's artifacts, which its events name
+                item = json.loads(line)
+                if "artifact" in item:
+                    await store.put(ArtifactKind.from_json(item["kind"]),
+                                    base64.b64decode(item["data"]))
             envs = [EventEnvelope.from_json(json.loads(x)) for x in lines[i - 2:i]]
             from mfm_store import DomainEvent
             await store.append(rid, 0, [*envs, EventEnvelope(rid, 3, None,
@@ -308,13 +313,6 @@ def test_usage_errors_exit_2(demo: tuple[Path, str, str]) -> None:
     unknown = cli("show", "ffffffff", "--db", db)
     assert unknown.returncode == 4
     assert_one_line_error(unknown, "run_not_found")
-
-
-def test_every_command_has_help_with_an_example() -> None:
-    for command, result in zip(COMMANDS, cli_all(*([c, "--help"] for c in COMMANDS)),
-                               strict=True):
-        assert result.returncode == 0, command
-        assert f"example:\n  mfm-store {command}" in out(result), command
 
 
 def test_console_script(demo: tuple[Path, str, str]) -> None:

@@ -144,14 +144,18 @@ def file_kind(mode: int) -> str:
 
 def check_database_file(path: Path) -> bool:
     """Whether ``path`` exists; refuses one that is not a regular file (a FIFO would hang
-    the open, and SQLite would put its ``-wal`` beside a device)."""
+    the open, and SQLite would put its ``-wal`` beside a device) or is empty (SQLite would
+    quietly make it a new database)."""
     try:
-        mode = os.stat(path).st_mode
+        st = os.stat(path)
     except FileNotFoundError:
         return False
-    if not stat.S_ISREG(mode):
-        raise CliError(f"{path}: not an mfm_store database ({file_kind(mode)}, not a file)",
-                       EXIT_FILE, CODE_NOT_A_DATABASE)
+    if not stat.S_ISREG(st.st_mode):
+        raise CliError(f"{path}: not an mfm_store database ({file_kind(st.st_mode)}, "
+                       "not a file)", EXIT_FILE, CODE_NOT_A_DATABASE)
+    if st.st_size == 0:
+        raise CliError(f"{path}: an empty file, not an mfm_store database", EXIT_FILE,
+                       CODE_NOT_A_DATABASE)
     return True
 
 

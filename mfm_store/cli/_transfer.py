@@ -63,8 +63,8 @@ async def _import_into(path: Path, source: IO[bytes]) -> ImportReport:
 
 async def _import(args: argparse.Namespace) -> int:
     path = db_path(args)
+    created = not check_database_file(path)
     with open_input(args.file) as source:
-        created = not check_database_file(path)
         if created:
             # Import into a hidden file beside the target, which appears only once the
             # import is complete: a refused or failed import leaves the folder as it was.
