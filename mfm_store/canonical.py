@@ -120,8 +120,8 @@ def _contains_secrets(value: Any) -> bool:
 
 
 def json_depth_error(where: str, limit: int) -> CanonicalJsonError:
-    return CanonicalJsonError(f"{where} nests arrays/objects deeper than {limit} levels, "
-                              "which the Rust crate's serde_json cannot read")
+    return CanonicalJsonError(f"{where} is nested deeper than {limit} arrays/objects, which "
+                              "the Rust crate's serde_json cannot read")
 
 
 def _check(value: Any, room: int = MAX_JSON_DEPTH) -> bool:

@@ -359,7 +359,7 @@ def check_json_value(value: Any, where: str = "payload",
     try:
         _check_json(value, max_depth)
     except (_TooDeep, RecursionError):
-        raise InvalidEventError(f"{where} nests arrays/objects deeper than {max_depth} levels, "
+        raise InvalidEventError(f"{where} is nested deeper than {max_depth} arrays/objects, "
                                 "which the Rust crate's serde_json cannot read") from None
     except ValueError as exc:
         raise InvalidEventError(f"{where}: {exc}") from None
