@@ -67,19 +67,20 @@ async def _serve() -> None:
     server.close()
 
 
-async def _bare(client: httpx.AsyncClient, url: str, tasks: int, per_task: int) -> float:
+async def _bare(client: httpx.AsyncClient, url: str, tasks: int,
+                per_task: int) -> tuple[float, float]:
     async def worker(t: int) -> None:
         for i in range(per_task):
             resp = await client.get(url, params={"symbol": f"S{t}x{i}"})
             resp.json()
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(t) for t in range(tasks)))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 async def _recorded(store: SqliteStore, factory: HttpTransportFactory, url: str, tasks: int,
-                    per_task: int) -> float:
+                    per_task: int) -> tuple[float, float]:
     run = RunId.new()
     facts = FactIndex()
     recorder = StoreFactRecorder(store, run)
@@ -92,9 +93,9 @@ async def _recorded(store: SqliteStore, factory: HttpTransportFactory, url: str,
             resp = await http.get(url, key=f"q|{t}|{i}", params={"symbol": f"S{t}x{i}"})
             resp.json()
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(t) for t in range(tasks)))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 async def _commit(store: SqliteStore, n: int) -> float:
@@ -141,12 +142,13 @@ async def _rounds(out: dict[str, Any], url: str, tmp: Path, rounds: int, calls: 
                 for side in order:
                     gc.collect()
                     if side == "bare":
-                        sides[side] = await _bare(client, url, tasks, per_task) / n
+                        wall, cpu = await _bare(client, url, tasks, per_task)
                     else:
-                        sides[side] = await _recorded(store, factory, url, tasks,
-                                                      per_task) / n
+                        wall, cpu = await _recorded(store, factory, url, tasks, per_task)
+                    sides[side], sides[side + "_cpu"] = wall / n, cpu / n
                 rows.append({**sides, "ratio": sides["recorded"] / sides["bare"],
-                             "added_ms": (sides["recorded"] - sides["bare"]) * 1000})
+                             "added_ms": (sides["recorded"] - sides["bare"]) * 1000,
+                             "added_cpu_ms": (sides["recorded_cpu"] - sides["bare_cpu"]) * 1000})
             out["cases"][str(tasks)] = {"tasks": tasks, "calls_per_round": n,
                                         "rounds": rows}
 
@@ -157,7 +159,7 @@ def _median(rows: list[dict[str, float]], field: str) -> float:
 
 def summary(result: dict[str, Any]) -> str:
     lines = ["| tasks | bare ms/call | recorded ms/call | ratio (median, min-max) "
-             "| added ms/call |", "|---:|---:|---:|---|---:|"]
+             "| added ms/call | added CPU ms/call |", "|---:|---:|---:|---|---:|---:|"]
     for case in result["cases"].values():
         rows = case["rounds"]
         ratios = [r["ratio"] for r in rows]
@@ -165,7 +167,7 @@ def summary(result: dict[str, Any]) -> str:
             f"| {case['tasks']} | {_median(rows, 'bare') * 1000:.3f} "
             f"| {_median(rows, 'recorded') * 1000:.3f} "
             f"| {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) "
-            f"| {_median(rows, 'added_ms'):.3f} |")
+            f"| {_median(rows, 'added_ms'):.3f} | {_median(rows, 'added_cpu_ms'):.3f} |")
     lines.append(f"\nOne durable commit of a tiny fact alone (record_fact, full): "
                  f"{result['durable_commit_ms']:.3f} ms")
     return "\n".join(lines)
