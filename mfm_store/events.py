@@ -274,7 +274,7 @@ def _show(value: object) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class EventEnvelope:
     """One event of a run's stream; ``seq`` starts at 1 and is contiguous per run.
 
@@ -288,18 +288,18 @@ class EventEnvelope:
     ts_millis: int | None
     event: Event
 
-    def __attrs_post_init__(self) -> None:
-        seq, ts = self.seq, self.ts_millis
+    def __init__(self, run_id: RunId, seq: int, ts_millis: int | None, event: Event) -> None:
+        # Written by hand (not attrs' __init__ plus a post-init hook): one call per envelope.
         if type(seq) is not int or seq > _U64_MAX:
-            if isinstance(seq, bool) or not isinstance(seq, int) or seq > _U64_MAX:
-                raise InvalidEventError(f"invalid seq: {seq!r} (an integer up to 2**64-1)")
-            object.__setattr__(self, "seq", int(seq))
-        if ts is not None and (type(ts) is not int or not 0 <= ts <= TS_MILLIS_MAX):
-            if (isinstance(ts, bool) or not isinstance(ts, int)
-                    or not 0 <= ts <= TS_MILLIS_MAX):
-                raise InvalidEventError(f"invalid ts_millis: {ts!r} (None or an integer "
-                                        f"0..2**63-1)")
-            object.__setattr__(self, "ts_millis", int(ts))
+            seq = _checked_seq(seq)
+        if ts_millis is not None and (
+                type(ts_millis) is not int or not 0 <= ts_millis <= TS_MILLIS_MAX):
+            ts_millis = _checked_ts(ts_millis)
+        _set = object.__setattr__
+        _set(self, "run_id", run_id)
+        _set(self, "seq", seq)
+        _set(self, "ts_millis", ts_millis)
+        _set(self, "event", event)
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": str(self.run_id), "seq": self.seq, "ts_millis": self.ts_millis,
@@ -330,6 +330,19 @@ class EventEnvelope:
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise InvalidEventError(f"invalid seq: {seq!r}")
         return cls(RunId.parse(run_id), seq, ts, event_from_json(event))
+
+
+def _checked_seq(seq: object) -> int:
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq > _U64_MAX:
+        raise InvalidEventError(f"invalid seq: {_show(seq)} (an integer up to 2**64-1)")
+    return int(seq)
+
+
+def _checked_ts(ts: object) -> int:
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= TS_MILLIS_MAX:
+        raise InvalidEventError(f"invalid ts_millis: {_show(ts)} (None or an integer "
+                                "0..2**63-1)")
+    return int(ts)
 
 
 def _json_str(s: str) -> str:
