@@ -30,7 +30,7 @@ _CACHE_BYTES = 32 * 1024 * 1024
 _CACHE_ITEM = 1024 * 1024
 _RUN_CACHE = 4
 _FIRST_CHUNK = 500  # events read for the first page of a run
-_NEXT_CHUNK = 5000
+_MAX_CHUNK = 20_000
 JSON_PREVIEW_LIMIT = 2 * 1024 * 1024
 
 
@@ -134,6 +134,15 @@ class RunView:
     head: int
     complete: bool
     status: str
+
+
+def _chunk(model: RunModel, attempts: int) -> int:
+    """Events to read next: enough for the attempts still missing at the rate seen so far."""
+    if not model.attempts:
+        return _FIRST_CHUNK
+    per_attempt = model.head_seq / len(model.attempts)
+    missing = attempts + 1 - len(model.attempts)
+    return max(_FIRST_CHUNK, min(int(missing * per_attempt * 1.25) + 1, _MAX_CHUNK))
 
 
 class _RunEntry:
@@ -310,15 +319,13 @@ class Inspector:
             self._runs.popitem(last=False)
         async with entry.lock:
             model = entry.builder.model
-            chunk = _FIRST_CHUNK
             # One attempt more than asked: the last one shown is then known to be closed.
             while model.head_seq < head and len(model.attempts) <= attempts:
                 start = model.head_seq + 1
-                for env in await self.store.read_range(run_id, start,
-                                                       min(start + chunk - 1, head)):
+                for env in await self.store.read_range(
+                        run_id, start, min(start + _chunk(model, attempts) - 1, head)):
                     entry.builder.feed(env)
-                chunk = _NEXT_CHUNK
-                if model.head_seq < start:  # the head moved back: nothing more to read
+                if model.head_seq < start:  # nothing more to read after all
                     break
             status = model.status
             if model.head_seq < head:
