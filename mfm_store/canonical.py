@@ -225,8 +225,9 @@ def parse_json(data: str | bytes) -> Any:
     outside i64/u64 is a float; escapes of lone surrogates are refused; nesting deeper than
     :data:`MAX_JSON_DEPTH` is refused. Raises ``CanonicalJsonError`` (a ``ValueError``).
     """
+    from_bytes = not isinstance(data, str)
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        text = data if isinstance(data, str) else bytes(data).decode("utf-8")
         value = json.loads(text, parse_constant=_reject_constant, parse_int=_serde_int,
                            parse_float=_serde_float)
     except RecursionError:
@@ -235,9 +236,10 @@ def parse_json(data: str | bytes) -> Any:
         raise
     except (ValueError, TypeError) as exc:
         raise CanonicalJsonError(f"not JSON: {exc}") from None
-    # The walk is needed only if the text could nest too deep or escape a surrogate.
+    # The walk is needed only if the text could nest too deep or hold a surrogate (escaped,
+    # or raw in a str: strict UTF-8 decoding never yields one).
     if (text.count("[") + text.count("{") > MAX_JSON_DEPTH or "\\u" in text
-            or _SURROGATE_RE.search(text)):
+            or (not from_bytes and _SURROGATE_RE.search(text))):
         _check_parsed(value, MAX_JSON_DEPTH)
     return value
 
