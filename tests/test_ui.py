@@ -385,3 +385,16 @@ async def test_an_open_run_page_follows_new_events(tmp_path: Path) -> None:
     assert '<li class="attempt crashed"' in after and '<li class="attempt completed"' in after
     assert "reused from the file" in after and "data-live" not in after
     assert '<span class="badge completed">completed</span></h1>' in after
+
+
+def test_register_adds_the_ui_command() -> None:
+    import argparse
+
+    from mfm_store.ui._command import register, run
+
+    parser = argparse.ArgumentParser(prog="mfm-store")
+    register(parser.add_subparsers())
+    args = parser.parse_args(["ui", "--db", "runs.db", "--port", "8765", "--open"])
+    assert (args.handler, args.db, args.port, args.open_browser) == (run, "runs.db", 8765, True)
+    args = parser.parse_args(["ui"])
+    assert (args.port, args.open_browser, getattr(args, "db", None)) == (0, False, None)

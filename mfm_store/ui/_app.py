@@ -65,6 +65,7 @@ SECURITY_HEADERS: dict[str, str] = {
 }
 _RAW_HEADERS = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                 for k, v in SECURITY_HEADERS.items()]
+_GUARDED = frozenset(k for k, _ in _RAW_HEADERS)
 
 
 class _Guard:
@@ -108,8 +109,6 @@ class _Guard:
         await self._app(scope, receive, send_with_headers)
 
 
-_GUARDED = frozenset(k for k, _ in _RAW_HEADERS)
-
 
 def _iso(millis: int | None) -> str:
     if millis is None:
@@ -132,7 +131,7 @@ def _size(n: int) -> str:
     if n < 1024:
         return f"{n} B"
     exp = min(int(math.log(n, 1024)), 3)
-    return f"{n / 1024 ** exp:.1f} {'BKMG'[exp]}iB".replace(" BiB", " B")
+    return f"{n / 1024 ** exp:.1f} {'BKMG'[exp]}iB"
 
 
 def _hexdump(data: bytes) -> list[tuple[str, str, str]]:
@@ -156,7 +155,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_HERE / "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-        lstrip_blocks=True)
+        lstrip_blocks=True, auto_reload=False)
     env.filters.update(iso=_iso, short=_short, size=_size, clock=_clock,
                        num=lambda n: f"{n:,}")
     for name in _TEMPLATES:

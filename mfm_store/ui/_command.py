@@ -12,17 +12,20 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from .._open import open_store
-from ..cli._common import DB_ENV, EXIT_FILE, EXIT_OK, EXIT_USAGE, CliError
+from ..cli._common import DB_ENV, EXIT_FILE, EXIT_OK, EXIT_USAGE, CliError, add_command
 from ..errors import CODE_NOT_A_DATABASE
 from ..stores import Store
 
-__all__ = ["EXAMPLE", "HELP", "add_arguments", "open_read_only", "run", "serve"]
+__all__ = ["EXAMPLE", "HELP", "add_arguments", "open_read_only", "register", "run", "serve"]
 
 HELP = "browse the store in a local, read-only web inspector"
+_DESCRIPTION = ("Serve a read-only web inspector of the database on 127.0.0.1 (runs, a run's "
+                "timeline with its attempts, facts and context diffs, artifacts, verify) "
+                "until Ctrl-C. Needs the 'ui' extra.")
 EXAMPLE = ("mfm-store ui --db runs.db            # prints http://127.0.0.1:PORT/\n"
            "mfm-store ui --db runs.db --port 8765 --open")
 _MISSING_EXTRA = ("the web inspector needs the 'ui' extra: "
@@ -106,3 +109,10 @@ async def run(args: argparse.Namespace) -> int:
                            EXIT_USAGE, "port_unavailable") from None
         raise
     return EXIT_OK
+
+
+def register(subparsers: Any) -> None:
+    """Add ``ui`` to the command line's subcommands (``--db`` comes with it)."""
+    parser = add_command(subparsers, "ui", run, help=HELP, example=EXAMPLE,
+                         description=_DESCRIPTION)
+    add_arguments(parser)
