@@ -225,6 +225,8 @@ async def test_flipped_bytes_are_found_by_reads_and_verify(
             await admin.execute(f"UPDATE {schema}.events SET body = body || '\\x00'::bytea"
                                 " WHERE seq = 2")
             await admin.execute(f"UPDATE {schema}.fact_bindings SET fact_key = 'j'")
+        await admin.execute(f"UPDATE {schema}.runs SET status = 'failed', op_id = 'x',"
+                            " head_seq = 9")
         with pytest.raises(CorruptionError):
             await store.get(pid)
         with pytest.raises(CorruptionError):
@@ -233,8 +235,8 @@ async def test_flipped_bytes_are_found_by_reads_and_verify(
             await store.facts(run)
         report = await store.verify()
         kinds = {p.kind for p in report.problems}
-        assert {"artifact_checksum", "artifact_hash", "event_checksum",
-                "binding_checksum"} <= kinds, str(report)
+        assert {"artifact_checksum", "artifact_hash", "event_checksum", "binding_checksum",
+                "head_mismatch", "run_status", "run_op_id"} <= kinds, str(report)
 
 
 async def test_killed_connections_give_coded_errors_and_the_pool_recovers(

@@ -13,9 +13,10 @@ from typing import Any
 
 import psycopg
 
-from .._rules import artifact_refs, fact_binding_of
+from .._rules import STATUS_RUNNING, artifact_refs, fact_binding_of, op_id_of, status_after
 from ..errors import CorruptionError
 from ..events import Event, decode_event
+from ..ids import RunId
 from ..sqlite import _checksums as cs
 from ..sqlite._verify import Problem, VerifyReport
 from . import _queries as q
@@ -69,7 +70,18 @@ async def _verify(conn: Conn, tick: Callable[[int], None] | None) -> VerifyRepor
                                     message=f"size column says {size}, data has {len(data)}"))
 
     cur = await conn.execute(q.VERIFY_RUNS)
-    runs = {pk: (rid, head) for pk, rid, head in await cur.fetchall()}
+    runs = {pk: (rid, op_id, status, head)
+            for pk, rid, op_id, status, head in await cur.fetchall()}
+    for rid, _op, _status, _head in runs.values():
+        try:
+            parsed = str(RunId.parse(rid))
+        except ValueError:
+            parsed = None
+        if parsed != rid:
+            problems.append(Problem(kind="run_id", run_id=str(rid),
+                                    message=f"run id {rid!r} is not a lowercase hyphenated UUID"))
+    op_ids: dict[int, str] = {}
+    statuses: dict[int, str] = {}
     seen: dict[int, int] = {}
     first_binding: dict[tuple[int, str], str] = {}
     n_events = 0
@@ -77,7 +89,11 @@ async def _verify(conn: Conn, tick: Callable[[int], None] | None) -> VerifyRepor
                                                                   q.VERIFY_EVENTS):
         checked()
         n_events += 1
-        rid = runs.get(pk, (f"<unknown run_pk {pk}>", 0))[0]
+        known = runs.get(pk)
+        rid = known[0] if known else f"<unknown run_pk {pk}>"
+        if known is None and pk not in seen:
+            problems.append(Problem(kind="orphan_event",
+                                    message=f"events belong to run_pk {pk}, which has no run row"))
         last = seen.get(pk, 0)
         if seq != last + 1:
             problems.append(Problem(kind="seq_gap", run_id=rid, seq=seq,
@@ -100,12 +116,27 @@ async def _verify(conn: Conn, tick: Callable[[int], None] | None) -> VerifyRepor
         binding = fact_binding_of(event)
         if binding is not None:
             first_binding.setdefault((pk, binding[0]), binding[1])
+        op_id = op_id_of(event)
+        if op_id is not None:
+            op_ids[pk] = op_id
+        status = status_after(event)
+        if status is not None:
+            statuses[pk] = status
 
-    for pk, (rid, head) in runs.items():
+    for pk, (rid, op_id, status, head) in runs.items():
         if seen.get(pk, 0) != head:
             problems.append(Problem(kind="head_mismatch", run_id=rid,
                                     message=f"runs.head_seq is {head}, last event is "
                                             f"{seen.get(pk, 0)}"))
+        want_status = statuses.get(pk, STATUS_RUNNING)
+        if status != want_status:
+            problems.append(Problem(kind="run_status", run_id=rid,
+                                    message=f"runs.status is {status!r}, its events say "
+                                            f"{want_status!r}"))
+        if op_id != op_ids.get(pk):
+            problems.append(Problem(kind="run_op_id", run_id=rid,
+                                    message=f"runs.op_id is {op_id!r}, its RunStarted says "
+                                            f"{op_ids.get(pk)!r}"))
 
     n_bindings = 0
     bound: set[tuple[int, str]] = set()
@@ -139,7 +170,8 @@ async def _verify(conn: Conn, tick: Callable[[int], None] | None) -> VerifyRepor
                                             "payload"))
     for (pk, key), pid in first_binding.items():
         if (pk, key) not in bound:
-            problems.append(Problem(kind="binding_missing", run_id=runs.get(pk, ("?", 0))[0],
+            problems.append(Problem(kind="binding_missing", run_id=runs[pk][0] if pk in runs
+                                    else "?",
                                     message=f"fact {key!r} recorded by an event has no "
                                             f"binding row (payload {pid})"))
     if tick is not None and done % _TICK:

@@ -149,7 +149,7 @@ ARTIFACT_EXISTS = "SELECT 1 FROM artifacts WHERE id = %s"
 ARTIFACT_KIND = "SELECT kind FROM artifacts WHERE id = %s"
 ARTIFACT_META = "SELECT id, kind, size, created_ms FROM artifacts ORDER BY id"
 
-VERIFY_RUNS = "SELECT run_pk, run_id, head_seq FROM runs ORDER BY run_pk"
+VERIFY_RUNS = "SELECT run_pk, run_id, op_id, status, head_seq FROM runs ORDER BY run_pk"
 VERIFY_EVENTS = (
     "SELECT run_pk, seq, ts_millis, kind, name, checksum, body FROM events ORDER BY run_pk, seq"
 )

@@ -536,6 +536,9 @@ class PostgresStore:
         event's ``payload_ref`` names. Artifacts younger than ``min_age_seconds`` are kept.
         The scan reads one snapshot without blocking writers; the delete holds appends and
         bindings off (a SHARE lock on ``runs``) while it re-checks what was written since.
+        A write takes its lock on ``runs`` before its snapshot, so one that waited for the
+        delete sees it (and refuses to name a deleted artifact); a put of a candidate's bytes
+        makes it young again, which the delete re-checks row by row.
         """
         cutoff = _rules.now_millis() - int(min_age_seconds * 1000)
         async with self._conn(writing=False) as conn:
