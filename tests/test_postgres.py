@@ -279,7 +279,7 @@ async def test_a_least_privilege_role(admin: psycopg.AsyncConnection[Any]) -> No
     cur = await admin.execute("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles"
                               " WHERE rolname = %s", (role,))
     assert await cur.fetchone() == (False, False, False)
-    dsn = pg_dsn().replace("postgres@", f"{role}@", 1)
+    dsn = psycopg.conninfo.make_conninfo(pg_dsn(), user=role, password="")
     run = RunId.new()
     async with PostgresStore.open(dsn, schema=schema) as store:
         manifest = await store.put(ArtifactKind.MANIFEST, b'{"m":1}')
