@@ -302,7 +302,8 @@ async def test_verify_page_lists_problems(db: tuple[Path, SqliteStore], app: Ins
     await app.inspector.verify.wait()
     report = (await client.get("/verify")).text
     assert "problem" in report and bad[:12] in report and 'id="verdict"' in report
-    assert (await client.get("/verify/progress")).json()["state"] == "done"
+    progress = (await client.get("/verify/progress")).json()
+    assert progress["state"] == "done" and progress["done"] == progress["total"] > 0
     page = await client.get(f"/artifacts/{bad}")
     assert page.status_code == 500 and "checksum" in page.text
 
@@ -398,3 +399,25 @@ def test_register_adds_the_ui_command() -> None:
     assert (args.handler, args.db, args.port, args.open_browser) == (run, "runs.db", 8765, True)
     args = parser.parse_args(["ui"])
     assert (args.port, args.open_browser, getattr(args, "db", None)) == (0, False, None)
+
+
+async def test_the_runs_list_is_read_again_only_when_the_file_changed(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    first, second = RunId.new(), RunId.new()
+    async with SqliteStore.open(path) as writer, \
+            SqliteStore.open(path, read_only=True) as store:
+        await writer.append(first, 0, _envs(first, [DomainEvent("hello", {})]))
+        app = create_app(store, allowed_hosts={HOST}, runs_max_age=0.0)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{HOST}") as c:
+            assert str(first) in (await c.get("/")).text
+            await c.get("/")
+            assert not app.inspector.runs.loading  # the file did not change: no new read
+            await writer.append(second, 0, _envs(second, [DomainEvent("hello", {})]))
+            stale = (await c.get("/")).text  # served at once from the list read before
+            assert str(second) not in stale and app.inspector.runs.loading
+            await app.inspector.runs.settle()
+            fresh = (await c.get("/")).text
+            assert str(second) in fresh and str(first) in fresh
+            assert not app.inspector.runs.loading
+        await app.aclose()

@@ -388,16 +388,17 @@ class InspectorApp:
         await self.inspector.close()
 
 
-def create_app(store: Store, *, allowed_hosts: Collection[str], label: str = "store"
-               ) -> InspectorApp:
+def create_app(store: Store, *, allowed_hosts: Collection[str], label: str = "store",
+               runs_max_age: float = 5.0) -> InspectorApp:
     """The inspector over ``store`` (left open: the caller owns and closes it).
 
     ``allowed_hosts`` are the exact ``Host`` header values served (e.g. ``127.0.0.1:8765``);
-    any other is answered 403. ``label`` names the store in page headers. Under a server, the
+    any other is answered 403. ``label`` names the store in page headers. The runs list is
+    read again when older than ``runs_max_age`` seconds and the file changed. Under a server, the
     ASGI lifespan starts loading the runs list at startup and stops background work at
     shutdown; without one, call :meth:`InspectorApp.aclose` when done.
     """
-    inspector = Inspector(store, label)
+    inspector = Inspector(store, label, runs_max_age)
     pages = _Pages(inspector)
 
     async def not_found(request: Request, exc: Exception) -> Response:

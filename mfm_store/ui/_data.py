@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -34,14 +36,30 @@ _MAX_CHUNK = 20_000
 JSON_PREVIEW_LIMIT = 2 * 1024 * 1024
 
 
-@attrs.frozen
 class _RunsSnapshot:
-    runs: list[RunSummary]  # most recently updated first
-    by_id: dict[str, RunSummary]
-    ops: list[str]
-    statuses: dict[str, int]
-    loaded_at: float  # wall clock, seconds
-    monotonic: float
+    """The runs list as read at one moment, most recently updated first."""
+
+    def __init__(self, runs: list[RunSummary], signature: object) -> None:
+        self.runs = runs
+        self.signature = signature
+        self.loaded_at = time.time()
+        self.monotonic = time.monotonic()
+        self.statuses: dict[str, int] = {}
+        ops: set[str] = set()
+        for r in runs:
+            self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
+            if r.op_id is not None:
+                ops.add(r.op_id)
+        self.ops = sorted(ops)
+
+    @functools.cached_property
+    def ids(self) -> list[str]:
+        """``str(run_id)`` of each run, in list order (made on the first search)."""
+        return [str(r.run_id) for r in self.runs]
+
+    @functools.cached_property
+    def by_id(self) -> dict[str, RunSummary]:
+        return dict(zip(self.ids, self.runs, strict=True))
 
 
 @attrs.frozen(kw_only=True)
@@ -61,8 +79,9 @@ class _RunsIndex:
     """``list_runs()`` loaded once and served in pages; refreshed in the background when old.
 
     ``list_runs()`` returns every run (about 0.35 s for 50k runs here), so each page is cut
-    from a kept copy instead. A copied file never changes; for a live file the list is at most
-    a few seconds old (the page says when it was read).
+    from a kept copy instead. It is read again, in the background, when it is more than a
+    few seconds old and the file (or its WAL) changed since: a copied file is read once; for
+    a live file the list is at most a few seconds behind (the page says when it was read).
     """
 
     def __init__(self, store: Store, max_age: float = _INDEX_MAX_AGE) -> None:
@@ -71,17 +90,27 @@ class _RunsIndex:
         self._snapshot: _RunsSnapshot | None = None
         self._loading: asyncio.Task[_RunsSnapshot] | None = None
 
+    def _signature(self) -> object:
+        """For a store in a file: the size and time of the file and its WAL, which change
+        with every commit; else ``None`` (re-read by age alone)."""
+        path = getattr(self._store, "path", None)
+        if not isinstance(path, Path):
+            return None
+        marks: list[tuple[int, int] | None] = []
+        for p in (path, Path(f"{path}-wal")):
+            try:
+                st = p.stat()
+            except OSError:
+                marks.append(None)
+            else:
+                marks.append((st.st_size, st.st_mtime_ns))
+        return tuple(marks)
+
     async def _load(self) -> _RunsSnapshot:
+        signature = self._signature()
         runs = (await self._store.list_runs())[::-1]  # newest first among equal times
         runs.sort(key=lambda r: r.updated_millis, reverse=True)
-        statuses: dict[str, int] = {}
-        ops: set[str] = set()
-        for r in runs:
-            statuses[r.status] = statuses.get(r.status, 0) + 1
-            if r.op_id is not None:
-                ops.add(r.op_id)
-        snap = _RunsSnapshot(runs, {str(r.run_id): r for r in runs}, sorted(ops), statuses,
-                             time.time(), time.monotonic())
+        snap = _RunsSnapshot(runs, signature)
         self._snapshot = snap
         return snap
 
@@ -94,12 +123,22 @@ class _RunsIndex:
         snap = self._snapshot
         if snap is None:
             return await asyncio.shield(self._start())
-        if time.monotonic() - snap.monotonic > self._max_age:
+        if time.monotonic() - snap.monotonic > self._max_age and (
+                snap.signature is None or snap.signature != self._signature()):
             self._start()
         return snap
 
     def prefetch(self) -> None:
         self._start()
+
+    @property
+    def loading(self) -> bool:
+        return self._loading is not None and not self._loading.done()
+
+    async def settle(self) -> None:
+        """Return once a read of the list in progress (if any) has finished."""
+        if self._loading is not None:
+            await asyncio.shield(self._loading)
 
     async def close(self) -> None:
         task = self._loading
@@ -112,10 +151,11 @@ class _RunsIndex:
                    offset: int, size: int = RUNS_PAGE_SIZE) -> RunsPage:
         snap = await self.snapshot()
         runs = snap.runs
-        if status or op or prefix:
+        if prefix:
+            runs = [r for r, i in zip(runs, snap.ids, strict=True) if i.startswith(prefix)]
+        if status or op:
             runs = [r for r in runs
-                    if (not status or r.status == status) and (not op or r.op_id == op)
-                    and (not prefix or str(r.run_id).startswith(prefix))]
+                    if (not status or r.status == status) and (not op or r.op_id == op)]
         offset = max(0, min(offset, max(len(runs) - 1, 0)))
         return RunsPage(runs=runs[offset:offset + size], total=len(runs),
                         all_runs=len(snap.runs), offset=offset, ops=snap.ops,
@@ -261,10 +301,10 @@ class VerifyJob:
 class Inspector:
     """Everything the pages read, over one open store (which the caller owns and closes)."""
 
-    def __init__(self, store: Store, label: str) -> None:
+    def __init__(self, store: Store, label: str, runs_max_age: float = _INDEX_MAX_AGE) -> None:
         self.store = store
         self.label = label
-        self.runs = _RunsIndex(store)
+        self.runs = _RunsIndex(store, runs_max_age)
         self.verify = VerifyJob(store)
         self._artifacts = _ArtifactCache()
         self._runs: OrderedDict[str, _RunEntry] = OrderedDict()
