@@ -135,7 +135,11 @@ class PostgresStore:
             pool: psycopg_pool.AsyncConnectionPool[Conn] = psycopg_pool.AsyncConnectionPool(
                 dsn, kwargs=kwargs, min_size=1, max_size=pool_size, open=False,
                 timeout=timeout, name="mfm_store", reconnect_timeout=max(timeout * 6, 60.0))
-            await pool.open(wait=True, timeout=timeout)
+            try:
+                await pool.open(wait=True, timeout=timeout)
+            except BaseException:
+                await pool.close()
+                raise
         return cls(pool, where, schema, read_only)
 
     @property
