@@ -27,6 +27,8 @@ CODE_BUSY = "store_busy"
 CODE_STORE_UNAVAILABLE = "store_unavailable"
 CODE_COMMIT_UNKNOWN = "commit_unknown"
 CODE_DESTINATION_EXISTS = "destination_exists"
+# Push / pull (mfm_store.sync): a run whose destination history differs from the source's.
+CODE_SYNC_DIVERGED = "sync_diverged"
 CODE_INVALID_ID = "invalid_id"
 CODE_MISSING_FACT_KEY = "missing_fact_key"
 CODE_MISSING_FACT = "missing_fact"
