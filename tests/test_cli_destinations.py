@@ -88,12 +88,29 @@ def test_nothing_is_ever_written_onto_the_database(db: Path, tmp_path: Path) -> 
 
 
 def test_a_directory_or_a_missing_folder_is_refused(db: Path, tmp_path: Path) -> None:
-    for dest in (tmp_path, tmp_path / "absent" / "dump.jsonl"):
+    for dest in (tmp_path, tmp_path / "absent" / "dump.jsonl", f"{tmp_path}/new/"):
         for command in (["export"], ["artifact", FACT_ID]):
             result = cli(*command, "--db", db, "-o", dest, "--force")
             assert result.returncode == 1, (command, dest)
             assert_one_line_error(result, "invalid_destination")
+        backup = cli("backup", db, dest)
+        assert backup.returncode == 1, dest
+        assert_one_line_error(backup, "invalid_destination")
+        imported = cli("import", "--db", dest, "-", stdin=cli("export", "--db", db).stdout)
+        assert imported.returncode in (1, 3), dest
+        assert "importing" not in err(imported)  # names the user's path, not a temp file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.db"]
+
+
+def test_through_a_dangling_symlink_the_file_is_created_at_its_target(db: Path,
+                                                                      tmp_path: Path) -> None:
+    (tmp_path / "dump.jsonl").symlink_to("real.jsonl")
+    (tmp_path / "copy.db").symlink_to("real.db")
+    assert cli("export", "--db", db, "-o", tmp_path / "dump.jsonl").returncode == 0
+    assert (tmp_path / "real.jsonl").read_bytes() == cli("export", "--db", db).stdout
+    imported = cli("import", "--db", tmp_path / "copy.db", tmp_path / "dump.jsonl")
+    assert imported.returncode == 0, err(imported)
+    assert (tmp_path / "copy.db").is_symlink() and read(tmp_path / "real.db", "verify").ok
 
 
 def test_a_fifo_destination_is_written_through_not_replaced(db: Path, tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "add_command",
     "check_database_file",
     "db_path",
+    "db_text",
     "exit_code_for",
     "file_kind",
     "iso_millis",
@@ -125,13 +126,19 @@ def add_db_option(parser: argparse.ArgumentParser, default: Any = None) -> None:
                         help=f"the database file (default: ${DB_ENV})")
 
 
-def db_path(args: argparse.Namespace) -> Path:
-    """``--db`` (after or before the command), else ``$MFM_STORE_DB``, else a usage error."""
-    value = getattr(args, "db", None) or os.environ.get(DB_ENV)
+def db_text(args: argparse.Namespace) -> str:
+    """``--db`` (after or before the command), else ``$MFM_STORE_DB``, else a usage error;
+    as given (``Path`` would drop a trailing separator)."""
+    value: str | None = getattr(args, "db", None) or os.environ.get(DB_ENV)
     if not value:
         raise CliError(f"no database given: pass --db PATH or set {DB_ENV}", EXIT_USAGE,
                        CODE_USAGE)
-    return Path(value)
+    return value
+
+
+def db_path(args: argparse.Namespace) -> Path:
+    """:func:`db_text` as a path."""
+    return Path(db_text(args))
 
 
 def file_kind(mode: int) -> str:

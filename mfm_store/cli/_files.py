@@ -33,10 +33,12 @@ __all__ = [
     "CODE_DESTINATION_IS_DATABASE",
     "CODE_EXPORT_NOT_FOUND",
     "CODE_INVALID_DESTINATION",
+    "check_new_file",
     "check_not_database",
     "check_stdout_is_not",
     "database_files",
     "discard_database",
+    "new_file_target",
     "open_input",
     "output_file",
     "place_new_file",
@@ -135,18 +137,43 @@ def place_new_file(temp: Path, target: Path, *, force: bool) -> None:
     _fsync_folder(target.parent)
 
 
-def _resolve_destination(dest: Path, db: Path | None, force: bool) -> tuple[Path, bool]:
+def new_file_target(name: str | Path) -> Path:
+    """Where a new file called ``name`` goes (symlinks resolved). Refuses (exit 1,
+    ``invalid_destination``) a name ending in a separator and a folder that does not exist."""
+    raw = os.fspath(name)
+    if raw.endswith(("/", os.sep)):
+        raise CliError(f"{raw}: names a folder; give a file path", EXIT_PROBLEM,
+                       CODE_INVALID_DESTINATION)
+    target = Path(os.path.realpath(raw))
+    if not target.parent.is_dir():
+        raise CliError(f"{raw}: the folder {Path(raw).parent} does not exist", EXIT_PROBLEM,
+                       CODE_INVALID_DESTINATION)
+    return target
+
+
+def check_new_file(name: str | Path) -> Path:
+    """``name`` must not exist (``destination_exists``; ``invalid_destination`` for a folder)
+    and must name a file in a folder that exists; returns where it goes."""
+    if os.path.isdir(name):
+        raise CliError(f"{name}: is a directory; give a file path", EXIT_PROBLEM,
+                       CODE_INVALID_DESTINATION)
+    if os.path.lexists(name):
+        raise CliError(f"{name}: already exists; nothing was replaced", EXIT_PROBLEM,
+                       CODE_DESTINATION_EXISTS)
+    return new_file_target(name)
+
+
+def _resolve_destination(name: str | Path, db: Path | None,
+                         force: bool) -> tuple[Path, bool]:
     """``(path to write, direct)``: direct for a device or a FIFO, else a new regular file."""
+    dest = Path(name)
     if db is not None:
         check_not_database(dest, db)
-    target = Path(os.path.realpath(dest))
     try:
-        mode = os.stat(target).st_mode
+        mode = os.stat(dest).st_mode
     except FileNotFoundError:
-        if not target.parent.is_dir():
-            raise CliError(f"{dest}: the folder {dest.parent} does not exist", EXIT_PROBLEM,
-                           CODE_INVALID_DESTINATION) from None
-        return target, False
+        return new_file_target(name), False
+    target = Path(os.path.realpath(dest))
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
         return target, True
     if not stat.S_ISREG(mode):
@@ -190,7 +217,8 @@ def _named_temp(target: Path) -> tuple[int, Path]:
 
 
 @contextlib.contextmanager
-def output_file(dest: Path, *, force: bool, database: Path | None) -> Iterator[IO[bytes]]:
+def output_file(dest: str | Path, *, force: bool,
+                database: Path | None) -> Iterator[IO[bytes]]:
     """A binary stream whose bytes appear at ``dest`` only once the block completes.
 
     Refuses (``CliError``, exit 1) the database or its side files (``destination_is_database``),

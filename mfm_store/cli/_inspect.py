@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..events import (
@@ -167,7 +166,7 @@ async def _artifact(args: argparse.Namespace) -> int:
     async with open_existing(db) as store:
         if args.output is not None:
             # Checked before reading, so that a refused destination costs nothing.
-            with output_file(Path(args.output), force=args.force, database=db) as out:
+            with output_file(args.output, force=args.force, database=db) as out:
                 out.write(await store.get(artifact_id))
             return EXIT_OK
         data = await store.get(artifact_id)

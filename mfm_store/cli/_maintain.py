@@ -22,7 +22,7 @@ from ._common import (
     shorten,
     spinner,
 )
-from ._files import check_not_database
+from ._files import check_new_file, check_not_database
 
 __all__ = ["register"]
 
@@ -53,6 +53,7 @@ async def _backup(args: argparse.Namespace) -> int:
     else:
         src, dest = db_path(args), Path(paths[0])
     check_not_database(dest, src)
+    check_new_file(paths[-1])
     async with open_existing(src) as store, spinner("backing up"):
         await store.backup(dest)
     print(f"backed up {src} to {dest} ({dest.stat().st_size} bytes)")

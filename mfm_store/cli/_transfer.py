@@ -16,6 +16,7 @@ from ._common import (
     add_command,
     check_database_file,
     db_path,
+    db_text,
     open_existing,
     progress_bar,
     resolve_run,
@@ -23,6 +24,7 @@ from ._common import (
 from ._files import (
     check_stdout_is_not,
     discard_database,
+    new_file_target,
     open_input,
     output_file,
     place_new_file,
@@ -42,7 +44,7 @@ async def _export(args: argparse.Namespace) -> int:
             report = await export_jsonl(store, sys.stdout.buffer, run_id=run_id,
                                         progress=progress)
         else:
-            with output_file(Path(args.output), force=args.force, database=db) as out:
+            with output_file(args.output, force=args.force, database=db) as out:
                 report = await export_jsonl(store, out, run_id=run_id, progress=progress)
     if args.output is not None:
         print(f"exported {report.runs} run(s), {report.events} events, {report.artifacts} "
@@ -68,10 +70,11 @@ async def _import(args: argparse.Namespace) -> int:
         if created:
             # Import into a hidden file beside the target, which appears only once the
             # import is complete: a refused or failed import leaves the folder as it was.
-            temp = sibling_name(path, ".importing")
+            target = new_file_target(db_text(args))
+            temp = sibling_name(target, ".importing")
             try:
                 report = await _import_into(temp, source)
-                place_new_file(temp, path, force=False)
+                place_new_file(temp, target, force=False)
             finally:
                 discard_database(temp)
         else:
