@@ -55,6 +55,17 @@ APPEND_PLAIN = (
     " NULL::text, NULL::text, NULL::text, NULL::bigint"
 )
 
+# The common case, one event: scalars instead of arrays (cheaper to send).
+APPEND_PLAIN_ONE = (
+    "WITH moved AS (UPDATE runs SET head_seq = %(new)s, updated_ms = %(now)s,"
+    " op_id = coalesce(%(op)s, op_id), status = coalesce(%(status)s, status)"
+    " WHERE run_id = %(rid)s AND head_seq = %(expected)s RETURNING run_pk),"
+    " ev AS (INSERT INTO events (run_pk, seq, ts_millis, kind, name, checksum, body)"
+    " SELECT run_pk, %(seq)s, %(ts1)s::bigint, %(kind)s, %(name)s, %(sum)s, %(body)s FROM moved)"
+    " SELECT (SELECT run_pk FROM moved), (SELECT head_seq FROM runs WHERE run_id = %(rid)s),"
+    " NULL::text, NULL::text, NULL::text, NULL::bigint"
+)
+
 # Append to an existing run with fact_recorded events or artifact references: refused if a key
 # is bound to another payload or a named artifact is missing. The bindings read are those of
 # the statement's snapshot, so the head must be the expected one both in that snapshot and at

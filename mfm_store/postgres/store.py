@@ -271,6 +271,17 @@ class PostgresStore:
             return head
         new_head = expected_seq + len(rows)
         bindings = scan.bindings
+        if expected_seq and len(rows) == 1 and not bindings and not scan.refs:
+            (seq, ts, kind, name, event_sum, body), = rows
+            row = await self._write_one(q.APPEND_PLAIN_ONE, {
+                "rid": rid, "expected": expected_seq, "new": new_head,
+                "now": _rules.now_millis(), "op": scan.op_id, "status": scan.status,
+                "seq": seq, "ts1": ts, "kind": kind, "name": name, "sum": event_sum,
+                "body": body})
+            if row is not None and row[0] is not None:
+                self._remember(rid, new_head)
+                return new_head
+            raise self._moved(rid, expected_seq, None if row is None else row[1])
         keys = list(bindings)
         params = {
             "rid": rid, "expected": expected_seq, "new": new_head, "now": _rules.now_millis(),
