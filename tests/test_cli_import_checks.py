@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from helpers.cli import assert_one_line_error, cli, err, listing, make_store, out, read
+from helpers.cli import assert_one_line_error, cli, env, err, listing, make_store, out, read
 
 HEADER = b'{"format":"mfm_store.export","version":1}\n'
 
@@ -135,3 +138,28 @@ def test_an_import_from_a_fifo_and_into_a_new_file(export: bytes, tmp_path: Path
     assert cli("export", "--db", db).stdout == export
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.db", "pipe", "src"]
     assert read(db, "verify").ok
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL semantics")
+def test_a_killed_import_into_a_new_path_leaves_no_database_there(tmp_path: Path) -> None:
+    src = tmp_path / "big.db"
+    make_store(src, events=20_000, blobs=50, blob_size=256 * 1024)
+    dump = tmp_path / "big.jsonl"
+    assert cli("export", "--db", src, "-o", dump).returncode == 0
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "mfm_store", "import", "--db",
+                             str(out_dir / "new.db"), str(dump)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env())
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.endswith(".importing") and p.stat().st_size > 0
+                      for p in out_dir.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.001)  # polling for the condition above
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out_dir / "new.db").exists()
+    assert all(p.name.startswith(".new.db.") for p in out_dir.iterdir())  # hidden leftovers

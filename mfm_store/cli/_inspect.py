@@ -119,10 +119,11 @@ async def _show(args: argparse.Namespace) -> int:
 
 
 def _value(data: bytes) -> tuple[str, Any]:
-    """``("value", json)`` for a JSON payload, ``("bytes_hex", hex)`` for raw bytes."""
+    """``("value", json)`` for a JSON payload, ``("bytes_hex", hex)`` for raw bytes (and for
+    JSON nested too deeply to print)."""
     try:
         return "value", json.loads(data.decode("utf-8"))
-    except ValueError:
+    except (ValueError, RecursionError):
         return "bytes_hex", data.hex()
 
 
