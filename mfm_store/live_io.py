@@ -30,7 +30,7 @@ from ._io_common import (
     random_value,
     time_value,
 )
-from ._rules import now_millis
+from ._rules import CheckedBytes, now_millis
 from .canonical import artifact_id_for_bytes, canonical_json_bytes
 from .errors import (
     CODE_FACT_PAYLOAD_NOT_CANONICAL,
@@ -371,7 +371,7 @@ class LiveIo:
         async with self._facts._exclusive(key):
             bound = await self._facts.get(key)
             if bound is None:
-                own, bound = await self._store_and_bind(key, data)
+                own, bound = await self._store_and_bind(key, CheckedBytes(data))
                 if bound == own:
                     return data
         return random_value(await load_bytes(self._artifacts, bound), n)
@@ -439,8 +439,9 @@ class LiveIo:
 
 
 def _canonical_payload(value: JsonValue) -> bytes:
+    """Canonical, secret-scanned bytes, marked so that the store does not scan them again."""
     try:
-        return canonical_json_bytes(value)
+        return CheckedBytes(canonical_json_bytes(value))
     except SecretsNotAllowedError as exc:
         raise io_error(CODE_SECRETS_DETECTED, ErrorCategory.UNKNOWN,
                        f"fact payload contained secrets {SECRETS_SUFFIX}") from exc

@@ -73,7 +73,7 @@ class MemoryStore:
 
     async def head_seq(self, run_id: RunId) -> int:
         self._check_open()
-        run = self._runs.get(run_id)
+        run = self._runs.get(_rules.run_id_of(run_id))
         return len(run.events) if run else 0
 
     async def append(self, run_id: RunId, expected_seq: int,
@@ -84,22 +84,24 @@ class MemoryStore:
         # Keep what SQLite keeps: a decoded copy of the stored CBOR, so that a caller mutating
         # its payloads later cannot change the stream, and unencodable payloads fail the same.
         envelopes = [_stored_copy(env) for env in envelopes]
+        scan = _rules.scan_events(run_id, envelopes)
         async with self._lock:
             run = self._runs.get(run_id)
             head = len(run.events) if run else 0
             if head != expected_seq:
                 raise _rules.head_moved(run_id, expected_seq, head)
+            if not envelopes:
+                return head
             bound = dict(run.facts) if run else {}
-            for env in envelopes:
-                binding = _rules.fact_binding_of(env.event)
-                if binding is None:
-                    continue
-                key, pid = binding
+            for key, (pid, seq) in scan.bindings.items():
                 if key in bound:
                     if bound[key][0] != pid:
                         raise _rules.binding_conflict(run_id, key, bound[key][0], pid)
                 else:
-                    bound[key] = (pid, env.seq)
+                    bound[key] = (pid, seq)
+            for ref, seq in scan.refs.items():
+                if ref not in self._artifacts:
+                    raise _rules.missing_artifact(run_id, seq, ref)
             if not envelopes:
                 return head
             if run is None:
@@ -121,15 +123,17 @@ class MemoryStore:
     async def read_range(self, run_id: RunId, from_seq: int = 1,
                          to_seq: int | None = None) -> list[EventEnvelope]:
         self._check_open()
-        run = self._runs.get(run_id)
+        run = self._runs.get(_rules.run_id_of(run_id))
+        first, last = _rules.range_of(from_seq, to_seq)
         if run is None:
             return []
-        start = max(from_seq, 1) - 1
-        stop = len(run.events) if to_seq is None else max(min(to_seq, len(run.events)), start)
+        start = first - 1
+        stop = max(min(last, len(run.events)), start)
         return run.events[start:stop]
 
     async def iter_events(self, run_id: RunId, from_seq: int = 1, to_seq: int | None = None,
                           *, page_size: int = 1000) -> AsyncIterator[EventEnvelope]:
+        _rules.page_size_of(page_size)
         for env in await self.read_range(run_id, from_seq, to_seq):
             yield env
 
@@ -145,9 +149,7 @@ class MemoryStore:
 
     async def put(self, kind: ArtifactKind, data: bytes) -> ArtifactId:
         self._check_open()
-        if not isinstance(kind, ArtifactKind):
-            raise StorageError(f"kind must be an ArtifactKind, got {kind!r}")
-        data = bytes(data)
+        data = _rules.check_artifact(kind, data)
         aid = artifact_id_for_bytes(data)
         self._artifacts.setdefault(aid, (kind, data))
         return aid
@@ -155,31 +157,32 @@ class MemoryStore:
     async def get(self, artifact_id: ArtifactId) -> bytes:
         self._check_open()
         try:
-            return self._artifacts[artifact_id][1]
+            return self._artifacts[_rules.artifact_id_of(artifact_id)][1]
         except KeyError:
             raise NotFoundError(f"artifact not found: {artifact_id}") from None
 
     async def exists(self, artifact_id: ArtifactId) -> bool:
         self._check_open()
-        return artifact_id in self._artifacts
+        return _rules.artifact_id_of(artifact_id) in self._artifacts
 
     # facts
 
     async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
                           expected_seq: int | None = None) -> FactBinding:
         self._check_open()
-        data = bytes(data)
+        run_id, key = _rules.check_bind(run_id, key, expected_seq)
+        data = _rules.check_artifact(ArtifactKind.FACT_PAYLOAD, data)
         return await self._bind(run_id, key, artifact_id_for_bytes(data), expected_seq, data)
 
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
                         expected_seq: int | None = None) -> FactBinding:
         self._check_open()
-        return await self._bind(run_id, key, ArtifactId(payload_id), expected_seq, None)
+        run_id, key = _rules.check_bind(run_id, key, expected_seq)
+        return await self._bind(run_id, key, _rules.artifact_id_of(payload_id), expected_seq,
+                                None)
 
     async def _bind(self, run_id: RunId, key: FactKey, payload_id: ArtifactId,
                     expected_seq: int | None, data: bytes | None) -> FactBinding:
-        if not isinstance(key, str):
-            raise StorageError(f"fact key must be a string, got {key!r}")
         async with self._lock:
             run = self._runs.get(run_id)
             if run is not None and key in run.facts:
@@ -202,11 +205,12 @@ class MemoryStore:
 
     async def get_fact(self, run_id: RunId, key: FactKey) -> ArtifactId | None:
         self._check_open()
-        run = self._runs.get(run_id)
-        entry = run.facts.get(key) if run else None
+        run = self._runs.get(_rules.run_id_of(run_id))
+        wanted = _rules.lookup_key(key)
+        entry = run.facts.get(wanted) if run and wanted is not None else None
         return entry[0] if entry else None
 
     async def facts(self, run_id: RunId) -> dict[FactKey, ArtifactId]:
         self._check_open()
-        run = self._runs.get(run_id)
+        run = self._runs.get(_rules.run_id_of(run_id))
         return {k: v[0] for k, v in run.facts.items()} if run else {}

@@ -22,8 +22,14 @@ from mfm_store import (
     Store,
 )
 
-A = "a" * 64
-B = "b" * 64
+A = hashlib.sha256(b'"a"').hexdigest()
+B = hashlib.sha256(b'"b"').hexdigest()
+
+
+async def put_ab(store: Store) -> None:
+    """Store the artifacts A and B (events may name only artifacts the store holds)."""
+    assert await store.put(ArtifactKind.FACT_PAYLOAD, b'"a"') == A
+    assert await store.put(ArtifactKind.FACT_PAYLOAD, b'"b"') == B
 
 
 def envs(run: RunId, start: int, n: int, ts: int | None = None) -> list[EventEnvelope]:
@@ -217,6 +223,7 @@ async def test_concurrent_bind_fact_has_exactly_one_winner(store: Store) -> None
 
 async def test_appended_fact_recorded_updates_bindings(store: Store) -> None:
     run = RunId.new()
+    await put_ab(store)
     await store.append(run, 0, [fact_event(run, 1, "k", A)])
     assert await store.get_fact(run, "k") == A
     existing = await store.bind_fact(run, "k", B)
@@ -225,6 +232,7 @@ async def test_appended_fact_recorded_updates_bindings(store: Store) -> None:
 
 async def test_rebinding_to_the_same_payload_is_accepted(store: Store) -> None:
     run = RunId.new()
+    await put_ab(store)
     await store.append(run, 0, [fact_event(run, 1, "k", A), fact_event(run, 2, "k", A)])
     assert await store.append(run, 2, [fact_event(run, 3, "k", A)]) == 3
     assert await store.facts(run) == {"k": A}
@@ -233,6 +241,7 @@ async def test_rebinding_to_the_same_payload_is_accepted(store: Store) -> None:
 
 async def test_conflicting_fact_recorded_is_refused(store: Store) -> None:
     run = RunId.new()
+    await put_ab(store)
     await store.append(run, 0, [fact_event(run, 1, "k", A)])
     with pytest.raises(ConcurrencyError) as err:
         await store.append(run, 1, [fact_event(run, 2, "j", A), fact_event(run, 3, "k", B)])
@@ -243,6 +252,7 @@ async def test_conflicting_fact_recorded_is_refused(store: Store) -> None:
 
 async def test_conflict_inside_one_batch_is_refused(store: Store) -> None:
     run = RunId.new()
+    await put_ab(store)
     with pytest.raises(ConcurrencyError) as err:
         await store.append(run, 0, [fact_event(run, 1, "k", A), fact_event(run, 2, "k", B)])
     assert err.value.info.code == "fact_binding_conflict"
@@ -250,15 +260,27 @@ async def test_conflict_inside_one_batch_is_refused(store: Store) -> None:
     assert await store.facts(run) == {}
 
 
-async def test_malformed_fact_recorded_is_stored_but_binds_nothing(store: Store) -> None:
+@pytest.mark.parametrize("payload", [
+    {"key": 5, "payload_id": A, "meta": {}},
+    {"key": "", "payload_id": A, "meta": {}},
+    {"key": "k", "payload_id": "not an id", "meta": {}},
+    {"key": "k", "payload_id": A, "meta": {}, "extra": 1},
+    {"key": "k"},
+    ["k", A],
+])
+async def test_malformed_fact_recorded_is_refused(store: Store, payload: object) -> None:
     run = RunId.new()
-    bad = EventEnvelope(run, 1, None, DomainEvent("fact_recorded", {"key": 5}))
-    assert await store.append(run, 0, [bad]) == 1
-    assert await store.facts(run) == {}
+    await put_ab(store)
+    bad = EventEnvelope(run, 1, None, DomainEvent("fact_recorded", payload))
+    with pytest.raises(StorageError) as err:
+        await store.append(run, 0, [bad])
+    assert err.value.info.code == "invalid_envelopes"
+    assert await store.head_seq(run) == 0 and await store.facts(run) == {}
 
 
 async def test_list_runs_tracks_status_op_and_head(store: Store) -> None:
     r1, r2 = RunId.new(), RunId.new()
+    await put_ab(store)
     await store.append(r1, 0, [EventEnvelope(r1, 1, None, RunStarted("op", A, B)),
                                EventEnvelope(r1, 2, None, StateEntered("m.s.t", 0, B))])
     await store.append(r2, 0, [EventEnvelope(r2, 1, None, RunStarted("other_op", A, B))])

@@ -333,12 +333,14 @@ async def test_resume_refuses_what_does_not_fit(store: Store) -> None:
     run_id = await seed_run(store, RunManifest(op_id="op"))
     with pytest.raises(InvalidPlanError) as err:
         await resume(store, run_id, ExecutionPlan("other", [PlanState(S1, noop)]))
-    assert err.value.info.code == "manifest_op_id_mismatch"
+    assert err.value.info.code == "plan_op_id_mismatch"  # checked first, as mfm-machine does
 
     lost = RunId.new()
     missing = artifact_id_for_json({"never": "stored"})
-    await store.append(lost, 0, [EventEnvelope(lost, 1, None, RunStarted("op", missing,
-                                                                        missing))])
+    with pytest.raises(NotFoundError) as nf:  # no run can point at a missing artifact
+        await store.append(lost, 0, [EventEnvelope(lost, 1, None, RunStarted("op", missing,
+                                                                            missing))])
+    assert nf.value.info.code == "artifact_not_found"
     with pytest.raises(NotFoundError):
         await resume(store, lost, one_state())
 

@@ -244,21 +244,21 @@ async def test_flipped_event_byte_is_detected(tmp_path: Path) -> None:
 async def test_verify_reports_every_problem(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     run, other = RunId.new(), RunId.new()
-    missing = "e" * 64
     async with SqliteStore.open(path) as store:
-        await store.append(run, 0, [EventEnvelope(run, 1, None, RunStarted("op", missing,
-                                                                            missing))])
+        gone = await store.put(ArtifactKind.MANIFEST, b'{"gone":1}')
+        await store.append(run, 0, [EventEnvelope(run, 1, None, RunStarted("op", gone, gone))])
         await store.append(other, 0, [tick(other, 1), tick(other, 2)])
-        assert (await store.verify()).problems != []
+        assert (await store.verify()).ok
     conn = sqlite3.connect(path)
     conn.execute("UPDATE runs SET head_seq = 7 WHERE run_id = ?", (str(other),))
+    conn.execute("DELETE FROM artifacts WHERE id = ?", (gone,))
     conn.commit()
     conn.close()
     async with SqliteStore.open(path) as store:
         report = await store.verify()
     found = sorted((p.kind, p.run_id) for p in report.problems)
     assert found == [("head_mismatch", str(other)), ("missing_artifact", str(run)),
-                     ("missing_artifact", str(run))]
+                     ("missing_artifact", str(run)), ("run_checksum", str(other))]
 
 
 async def test_verify_is_clean_on_a_healthy_file(tmp_path: Path) -> None:

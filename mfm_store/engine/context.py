@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
+from .._rules import CheckedBytes
 from ..canonical import canonical_json_bytes
 from ..errors import CanonicalJsonError, SecretsNotAllowedError
 from ..ids import ArtifactId
@@ -84,7 +85,7 @@ def snapshot_bytes(value: Mapping[str, Any]) -> bytes:
 
 async def write_snapshot(artifacts: ArtifactStore, value: Mapping[str, Any]) -> ArtifactId:
     """Store ``value`` as a ``ContextSnapshot`` artifact and return its id."""
-    return await artifacts.put(ArtifactKind.CONTEXT_SNAPSHOT, snapshot_bytes(value))
+    return await artifacts.put(ArtifactKind.CONTEXT_SNAPSHOT, CheckedBytes(snapshot_bytes(value)))
 
 
 async def read_snapshot(artifacts: ArtifactStore, snapshot_id: ArtifactId) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._rules import CheckedBytes
 from ..canonical import artifact_id_for_bytes, canonical_json_bytes
 from ..errors import FloatNotAllowedError, SecretsNotAllowedError
 from ..ids import ArtifactId, OpId
@@ -440,4 +441,4 @@ async def load_manifest(artifacts: ArtifactStore, manifest_id: ArtifactId) -> Ru
 
 async def store_manifest(artifacts: ArtifactStore, manifest: RunManifest) -> ArtifactId:
     """Put the manifest's canonical bytes (kind ``Manifest``) and return its id."""
-    return await artifacts.put(ArtifactKind.MANIFEST, manifest_bytes(manifest))
+    return await artifacts.put(ArtifactKind.MANIFEST, CheckedBytes(manifest_bytes(manifest)))

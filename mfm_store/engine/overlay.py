@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 
+from .. import _rules
 from ..events import EventEnvelope
 from ..ids import ArtifactId, FactKey, RunId
 from ..memory import MemoryStore
@@ -45,7 +46,26 @@ class OverlayStore:
 
     async def append(self, run_id: RunId, expected_seq: int,
                      envelopes: Sequence[EventEnvelope]) -> int:
+        envelopes = list(envelopes)
+        for env in envelopes:
+            if not isinstance(env, EventEnvelope):
+                continue  # the overlay refuses it
+            binding = _rules.fact_binding_of(env.event)
+            refs = list(_rules.artifact_refs(env.event))
+            if binding is not None:
+                refs.append(binding[1])
+            for ref in refs:
+                await self._localise(ArtifactId(ref))
         return await self.overlay.append(run_id, expected_seq, envelopes)
+
+    async def _localise(self, artifact_id: ArtifactId,
+                        kind: ArtifactKind = ArtifactKind.CONTEXT_SNAPSHOT) -> None:
+        """Copy an artifact of the base into the overlay (which refuses events and bindings
+        naming artifacts it does not hold); one the base lacks is left for it to refuse."""
+        if await self.overlay.exists(artifact_id) or not await self.base.exists(artifact_id):
+            return
+        # Bytes read back from a store: already checked when they were stored there.
+        await self.overlay.put(kind, _rules.CheckedBytes(await self.base.get(artifact_id)))
 
     async def read_range(self, run_id: RunId, from_seq: int = 1,
                          to_seq: int | None = None) -> list[EventEnvelope]:
@@ -71,9 +91,8 @@ class OverlayStore:
 
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
                         expected_seq: int | None = None) -> FactBinding:
-        if not await self.overlay.exists(payload_id):
-            # The payload may live in the base only; the overlay's binding needs it locally.
-            await self.overlay.put(ArtifactKind.FACT_PAYLOAD, await self.base.get(payload_id))
+        # The payload may live in the base only; the overlay's binding needs it locally.
+        await self._localise(ArtifactId(payload_id), ArtifactKind.FACT_PAYLOAD)
         return await self.overlay.bind_fact(run_id, key, payload_id, expected_seq=expected_seq)
 
     async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,

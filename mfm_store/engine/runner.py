@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from .._rules import CheckedBytes
 from ..canonical import redact_error_info, string_contains_secrets
 from ..errors import (
     CODE_CONCURRENCY,
@@ -244,8 +245,9 @@ async def start(store: Store, plan: ExecutionPlan,
     resolved = resolve_transports(transports)
     run_id = RunId.new() if run_id is None else run_id
 
-    manifest_id = await store.put(ArtifactKind.MANIFEST, manifest_data)
-    initial_id = await store.put(ArtifactKind.CONTEXT_SNAPSHOT, initial_data)
+    # Both were made canonical and secret-scanned above: the store need not scan them again.
+    manifest_id = await store.put(ArtifactKind.MANIFEST, CheckedBytes(manifest_data))
+    initial_id = await store.put(ArtifactKind.CONTEXT_SNAPSHOT, CheckedBytes(initial_data))
     writer = RunWriter(store, run_id, 0)
     try:
         await writer.append([RunStarted(plan.op_id, manifest_id, initial_id)])
@@ -284,13 +286,14 @@ async def finished_result(store: Store, history: RunHistory) -> RunResult:
 def check_resumable(plan: ExecutionPlan, manifest: RunManifest,
                     history: RunHistory) -> list[PlanState]:
     """Execution order of ``plan`` for this run, or ``InvalidPlanError`` if they disagree."""
+    # As in mfm-machine: the plan's op id is checked first.
+    if plan.op_id != manifest.op_id:
+        raise InvalidPlanError("resolved plan.op_id did not match manifest.op_id",
+                               code=CODE_PLAN_OP_ID_MISMATCH)
     order = _check_manifest(plan, manifest)
     if history.run_started.op_id != manifest.op_id:
         raise InvalidPlanError("RunStarted.op_id did not match manifest.op_id",
                                code=CODE_RUN_STARTED_OP_ID_MISMATCH)
-    if plan.op_id != manifest.op_id:
-        raise InvalidPlanError("resolved plan.op_id did not match manifest.op_id",
-                               code=CODE_PLAN_OP_ID_MISMATCH)
     known = {s.state_id for s in order}
     recorded = {a.state_id for a in history.attempts}
     if history.orphan is not None:

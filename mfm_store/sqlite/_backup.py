@@ -11,12 +11,13 @@ existing file is never replaced.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import tempfile
 from pathlib import Path
 
-from ..errors import StorageError
+from ..errors import CODE_DESTINATION_EXISTS, CODE_DISK_FULL, StorageError
 from . import _queries as q
 from ._errors import map_errors
 from ._schema import check_and_migrate
@@ -36,13 +37,14 @@ def write_backup(source_uri: str, source: str, dest: Path) -> Path:
     except OSError as exc:
         raise StorageError(f"{where}: {exc}") from exc
     if target.exists():
-        raise StorageError(f"{target}: backup destination already exists")
+        raise StorageError(f"{target}: backup destination already exists",
+                           code=CODE_DESTINATION_EXISTS)
     try:
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
                                     suffix=".partial")
         os.close(fd)
     except OSError as exc:
-        raise StorageError(f"{where}: {exc}") from exc
+        raise _os_error(where, exc) from exc
     partial = Path(name)
     try:
         with map_errors(where):
@@ -52,7 +54,7 @@ def write_backup(source_uri: str, source: str, dest: Path) -> Path:
             _place(partial, target)
             _fsync(target.parent, directory=True)
         except OSError as exc:
-            raise StorageError(f"{where}: {exc}") from exc
+            raise _os_error(where, exc) from exc
     finally:
         partial.unlink(missing_ok=True)
     return target
@@ -69,7 +71,8 @@ def _copy(source_uri: str, partial: Path) -> None:
         # A deferred BEGIN: one read snapshot of the source, the write lock on the copy only
         # (BEGIN IMMEDIATE would also take the source's write lock and stall its writers).
         conn.execute("BEGIN")
-        for statement in q.BACKUP_COPY:
+        legacy = conn.execute(q.BACKUP_SOURCE_VERSION).fetchone()[0] < 3
+        for statement in q.BACKUP_COPY_LEGACY if legacy else q.BACKUP_COPY:
             conn.execute(statement)
         conn.execute("COMMIT")
         conn.execute(q.BACKUP_DETACH)
@@ -82,11 +85,13 @@ def _place(partial: Path, target: Path) -> None:
     try:
         os.link(partial, target)
     except FileExistsError:
-        raise StorageError(f"{target}: backup destination already exists") from None
+        raise StorageError(f"{target}: backup destination already exists",
+                           code=CODE_DESTINATION_EXISTS) from None
     except OSError:
         # No hard links on this file system: the check and the rename are then two steps.
         if target.exists():
-            raise StorageError(f"{target}: backup destination already exists") from None
+            raise StorageError(f"{target}: backup destination already exists",
+                           code=CODE_DESTINATION_EXISTS) from None
         os.replace(partial, target)
 
 
@@ -98,3 +103,9 @@ def _fsync(path: Path, *, directory: bool = False) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _os_error(where: str, exc: OSError) -> StorageError:
+    if exc.errno == errno.ENOSPC:
+        return StorageError(f"{where}: disk full ({exc})", code=CODE_DISK_FULL)
+    return StorageError(f"{where}: {exc}")

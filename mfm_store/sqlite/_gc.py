@@ -7,11 +7,11 @@ from typing import Any
 
 import attrs
 
+from .._rules import artifact_refs
 from ..errors import CorruptionError
 from ..events import decode_event
 from ..ids import ArtifactId
 from . import _queries as q
-from ._verify import artifact_refs
 
 __all__ = ["GcReport", "refs_since", "unreferenced"]
 

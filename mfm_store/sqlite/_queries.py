@@ -1,61 +1,82 @@
 """Every SQL statement the SQLite store runs: fixed text with placeholders, one name each."""
 
 RUN_HEAD = "SELECT run_pk, head_seq FROM runs WHERE run_id = ?"
+# Every write of a run row sets its checksum (an SQL function registered on the writer; a new
+# run's row gets its checksum from the RUN_ADVANCE that always follows in the same operation).
 RUN_INSERT = (
-    "INSERT INTO runs (run_id, head_seq, created_ms, updated_ms) VALUES (?, 0, ?, ?)"
+    "INSERT INTO runs (run_id, head_seq, created_ms, updated_ms, checksum)"
+    " VALUES (?, 0, ?, ?, 0)"
 )
 RUN_ADVANCE = (
-    "UPDATE runs SET head_seq = ?, updated_ms = ?, op_id = coalesce(?, op_id),"
-    " status = coalesce(?, status) WHERE run_pk = ?"
+    "UPDATE runs SET head_seq = ?1, updated_ms = ?2, op_id = coalesce(?3, op_id),"
+    " status = coalesce(?4, status), checksum = mfm_run_sum(run_pk, run_id,"
+    " coalesce(?3, op_id), coalesce(?4, status), ?1, created_ms, ?2) WHERE run_pk = ?5"
 )
-RUN_MOVE_HEAD = "UPDATE runs SET head_seq = ?, updated_ms = ? WHERE run_pk = ? AND head_seq = ?"
-RUN_LIST = (
-    "SELECT run_id, op_id, status, head_seq, created_ms, updated_ms FROM runs ORDER BY run_pk"
+RUN_MOVE_HEAD = (
+    "UPDATE runs SET head_seq = ?1, updated_ms = ?2,"
+    " checksum = mfm_run_sum(run_pk, run_id, op_id, status, ?1, created_ms, ?2)"
+    " WHERE run_pk = ?3 AND head_seq = ?4"
 )
+_RUN_COLUMNS = "run_pk, run_id, op_id, status, head_seq, created_ms, updated_ms, "
+# Reads, by schema version: files before version 3 have no run or binding checksums.
+RUN_READ = {
+    3: "SELECT " + _RUN_COLUMNS + "checksum FROM runs WHERE run_id = ?",
+    2: "SELECT " + _RUN_COLUMNS + "NULL FROM runs WHERE run_id = ?",
+}
+RUN_LIST = {
+    3: "SELECT " + _RUN_COLUMNS + "checksum FROM runs ORDER BY run_pk",
+    2: "SELECT " + _RUN_COLUMNS + "NULL FROM runs ORDER BY run_pk",
+}
 
 EVENT_INSERT = (
     "INSERT INTO events (run_pk, seq, ts_millis, kind, name, checksum, body)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 EVENT_RANGE = (
-    "SELECT e.seq, e.ts_millis, e.checksum, e.body FROM events AS e"
+    "SELECT e.seq, e.ts_millis, e.kind, e.name, e.checksum, e.body FROM events AS e"
     " WHERE e.run_pk = (SELECT run_pk FROM runs WHERE run_id = ?) AND e.seq BETWEEN ? AND ?"
     " ORDER BY e.seq LIMIT ?"
 )
 
 BINDING_GET = "SELECT payload_id, seq FROM fact_bindings WHERE run_pk = ? AND fact_key = ?"
 BINDING_INSERT = (
-    "INSERT INTO fact_bindings (run_pk, fact_key, payload_id, seq) VALUES (?, ?, ?, ?)"
+    "INSERT INTO fact_bindings (run_pk, fact_key, payload_id, seq, checksum)"
+    " VALUES (?, ?, ?, ?, ?)"
 )
-BINDING_GET_BY_RUN_ID = (
-    "SELECT b.payload_id FROM fact_bindings AS b JOIN runs AS r USING (run_pk)"
-    " WHERE r.run_id = ? AND b.fact_key = ?"
-)
-BINDINGS_OF_RUN = (
-    "SELECT b.fact_key, b.payload_id FROM fact_bindings AS b JOIN runs AS r USING (run_pk)"
-    " WHERE r.run_id = ?"
-)
+BINDING_GET_BY_RUN_ID = {
+    3: "SELECT b.fact_key, b.payload_id, b.seq, b.checksum FROM fact_bindings AS b"
+       " JOIN runs AS r USING (run_pk) WHERE r.run_id = ? AND b.fact_key = ?",
+    2: "SELECT b.fact_key, b.payload_id, b.seq, NULL FROM fact_bindings AS b"
+       " JOIN runs AS r USING (run_pk) WHERE r.run_id = ? AND b.fact_key = ?",
+}
+BINDINGS_OF_RUN = {
+    3: "SELECT b.fact_key, b.payload_id, b.seq, b.checksum FROM fact_bindings AS b"
+       " JOIN runs AS r USING (run_pk) WHERE r.run_id = ?",
+    2: "SELECT b.fact_key, b.payload_id, b.seq, NULL FROM fact_bindings AS b"
+       " JOIN runs AS r USING (run_pk) WHERE r.run_id = ?",
+}
 
 ARTIFACT_INSERT = (
     "INSERT INTO artifacts (id, kind, size, checksum, created_ms, data) VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (id) DO NOTHING"
+    # A put of stored bytes makes them young again: gc counts age from the last put.
+    " ON CONFLICT (id) DO UPDATE SET created_ms = excluded.created_ms"
+    " WHERE excluded.created_ms > artifacts.created_ms"
 )
-ARTIFACT_GET = "SELECT checksum, data FROM artifacts WHERE id = ?"
+ARTIFACT_GET = "SELECT kind, size, checksum, data FROM artifacts WHERE id = ?"
 ARTIFACT_EXISTS = "SELECT 1 FROM artifacts WHERE id = ?"
 ARTIFACT_KIND = "SELECT kind FROM artifacts WHERE id = ?"
 
-VERIFY_RUNS = "SELECT run_pk, run_id, head_seq FROM runs ORDER BY run_pk"
 VERIFY_EVENTS = (
-    "SELECT run_pk, seq, checksum, body FROM events ORDER BY run_pk, seq"
+    "SELECT run_pk, seq, ts_millis, kind, name, checksum, body FROM events"
+    " ORDER BY run_pk, seq"
 )
-VERIFY_EVENT_AT = "SELECT checksum, body FROM events WHERE run_pk = ? AND seq = ?"
-VERIFY_BINDINGS = (
-    "SELECT b.run_pk, r.run_id, b.fact_key, b.payload_id, b.seq,"
-    " EXISTS (SELECT 1 FROM artifacts WHERE id = b.payload_id)"
-    " FROM fact_bindings AS b JOIN runs AS r USING (run_pk)"
-)
-VERIFY_ARTIFACTS = "SELECT id, size, checksum, data FROM artifacts"
+VERIFY_BINDINGS = {
+    3: "SELECT run_pk, fact_key, payload_id, seq, checksum FROM fact_bindings",
+    2: "SELECT run_pk, fact_key, payload_id, seq, NULL FROM fact_bindings",
+}
+VERIFY_ARTIFACTS = "SELECT id, kind, size, checksum, data FROM artifacts"
 QUICK_CHECK = "PRAGMA quick_check"
+INTEGRITY_CHECK = "PRAGMA integrity_check"
 
 STATS = (
     "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM events),"
@@ -72,16 +93,39 @@ BINDING_PAYLOADS_AFTER = "SELECT payload_id FROM fact_bindings WHERE run_pk = ? 
 ARTIFACT_DELETE = "DELETE FROM artifacts WHERE id = ? AND created_ms <= ?"
 BACKUP_ATTACH = "ATTACH DATABASE ? AS source"
 BACKUP_DETACH = "DETACH DATABASE source"
+BACKUP_SOURCE_VERSION = "PRAGMA source.user_version"
 BACKUP_COPY = (
-    "INSERT INTO main.runs (run_pk, run_id, op_id, status, head_seq, created_ms, updated_ms)"
-    " SELECT run_pk, run_id, op_id, status, head_seq, created_ms, updated_ms FROM source.runs"
-    " ORDER BY run_pk",
+    "INSERT INTO main.runs"
+    " (run_pk, run_id, op_id, status, head_seq, created_ms, updated_ms, checksum)"
+    " SELECT run_pk, run_id, op_id, status, head_seq, created_ms, updated_ms, checksum"
+    " FROM source.runs ORDER BY run_pk",
     # Each run's events together, in seq order: what a replay of the copy reads.
     "INSERT INTO main.events (run_pk, seq, ts_millis, kind, name, checksum, body)"
     " SELECT run_pk, seq, ts_millis, kind, name, checksum, body FROM source.events"
     " ORDER BY run_pk, seq",
-    "INSERT INTO main.fact_bindings (run_pk, fact_key, payload_id, seq)"
-    " SELECT run_pk, fact_key, payload_id, seq FROM source.fact_bindings",
+    "INSERT INTO main.fact_bindings (run_pk, fact_key, payload_id, seq, checksum)"
+    " SELECT run_pk, fact_key, payload_id, seq, checksum FROM source.fact_bindings",
     "INSERT INTO main.artifacts (id, kind, size, checksum, created_ms, data)"
     " SELECT id, kind, size, checksum, created_ms, data FROM source.artifacts",
+)
+# A copy of a file older than version 3 (opened read-only as it is) gets version-3 checksums,
+# computed as the migration computes them.
+BACKUP_COPY_LEGACY = (
+    "INSERT INTO main.runs"
+    " (run_pk, run_id, op_id, status, head_seq, created_ms, updated_ms, checksum)"
+    " SELECT run_pk, run_id, op_id, status, head_seq, created_ms, updated_ms,"
+    " mfm_run_sum(run_pk, run_id, op_id, status, head_seq, created_ms, updated_ms)"
+    " FROM source.runs ORDER BY run_pk",
+    "INSERT INTO main.events (run_pk, seq, ts_millis, kind, name, checksum, body)"
+    " SELECT e.run_pk, e.seq, e.ts_millis, e.kind, e.name, mfm_migrated_event_sum("
+    "(SELECT r.run_id FROM source.runs AS r WHERE r.run_pk = e.run_pk),"
+    " e.seq, e.ts_millis, e.kind, e.name, e.checksum, e.body), e.body"
+    " FROM source.events AS e ORDER BY e.run_pk, e.seq",
+    "INSERT INTO main.fact_bindings (run_pk, fact_key, payload_id, seq, checksum)"
+    " SELECT b.run_pk, b.fact_key, b.payload_id, b.seq, mfm_binding_sum("
+    "(SELECT r.run_id FROM source.runs AS r WHERE r.run_pk = b.run_pk),"
+    " b.fact_key, b.payload_id, b.seq) FROM source.fact_bindings AS b",
+    "INSERT INTO main.artifacts (id, kind, size, checksum, created_ms, data)"
+    " SELECT id, kind, size, mfm_migrated_artifact_sum(id, kind, size, checksum, data),"
+    " created_ms, data FROM source.artifacts",
 )

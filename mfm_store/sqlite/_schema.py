@@ -7,11 +7,14 @@ The numbered SQL files of ``schema/`` are the source of truth; a wheel ships the
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
+import stat
 from pathlib import Path
 
 from ..errors import CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW, CorruptionError, StorageError
+from . import _checksums
 from ._errors import map_errors
 
 APPLICATION_ID = 0x4D464D53
@@ -67,7 +70,11 @@ def inspect_file(path: Path) -> tuple[bool, bool]:
     Returns ``(is_empty, is_wal)``. Raises ``StorageError`` (code ``not_an_mfm_store``) for a
     file that is not SQLite, ``CorruptionError`` for one shorter than its header says.
     """
-    size = path.stat().st_size
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise StorageError(f"{path}: not a regular file, so not an mfm_store database",
+                           code=CODE_NOT_A_DATABASE)
+    size = info.st_size
     if size == 0:
         return True, False
     with path.open("rb") as f:
@@ -92,6 +99,8 @@ def check_and_migrate(conn: sqlite3.Connection, path: Path, *, read_only: bool) 
     Never writes when ``read_only``: an older file is then read as it is if its version is
     at least ``READABLE_SINCE``, else refused. Returns the file's schema version.
     """
+    if not read_only:
+        _checksums.register(conn)  # the writer's statements use them too
     with map_errors(str(path)):
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -107,10 +116,9 @@ def check_and_migrate(conn: sqlite3.Connection, path: Path, *, read_only: bool) 
     if version == LATEST_VERSION or (read_only and version >= READABLE_SINCE):
         return int(version)
     if read_only:
-        raise StorageError(
-            f"{path}: schema version {version} needs migrating to {LATEST_VERSION}; "
-            "open it once without read_only", code=CODE_NOT_A_DATABASE if version == 0
-            else CODE_SCHEMA_TOO_NEW)
+        # Version 0 here: an empty database (no table, no version), never written by us.
+        raise StorageError(f"{path}: the file is empty, not an mfm_store database",
+                           code=CODE_NOT_A_DATABASE)
     with map_errors(str(path)):
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -127,3 +135,23 @@ def check_and_migrate(conn: sqlite3.Connection, path: Path, *, read_only: bool) 
             conn.execute("ROLLBACK")
             raise
     return LATEST_VERSION
+
+
+@functools.cache
+def expected_objects(version: int) -> tuple[tuple[str, str, str, str | None], ...]:
+    """``(type, name, table, sql)`` of every schema object a file of ``version`` holds."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        _checksums.register(conn)
+        for number, script in migrations():
+            if number <= version:
+                for statement in statements(script):
+                    conn.execute(statement)
+        return schema_objects(conn)
+    finally:
+        conn.close()
+
+
+def schema_objects(conn: sqlite3.Connection) -> tuple[tuple[str, str, str, str | None], ...]:
+    rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    return tuple(sorted(rows, key=lambda r: (r[0], r[1])))

@@ -33,7 +33,9 @@ from ..events import (
 )
 from ..ids import ArtifactId, FactKey, OpId, RunId
 from ..stores import ArtifactKind, FactBinding, ProgressFn, RunSummary
+from . import _checksums as cs
 from . import _queries as q
+from . import _readonly
 from ._backup import write_backup
 from ._errors import map_errors
 from ._gc import GcReport, refs_since, unreferenced
@@ -49,7 +51,7 @@ _I64 = 1 << 63
 
 
 def checksum(data: bytes, seed: int = 0) -> int:
-    """xxh3-64 of ``data`` as a signed 64-bit integer (SQLite's INTEGER range)."""
+    """xxh3-64 of ``data`` as a signed 64-bit integer (the checksum of schema versions 1-2)."""
     value: int = xxhash.xxh3_64_intdigest(data, seed)
     return value - (1 << 64) if value >= _I64 else value
 
@@ -65,16 +67,24 @@ class SqliteStore:
     Writes from concurrent tasks are group-committed; each caller is answered after the commit
     that holds its write. Several processes may open the same file: writers wait for each other
     up to ``busy_timeout`` seconds, then get ``StorageError`` (code ``store_busy``).
+
+    Every read checks the row checksums of what it returns (``CorruptionError`` if one fails).
     """
 
     def __init__(self, path: Path, uri: str, reader: aiosqlite.Connection,
-                 writer: GroupCommitWriter | None) -> None:
+                 writer: GroupCommitWriter | None, version: int,
+                 private_copy: Path | None = None, held: bool = False) -> None:
         self._path = path
         self._uri = uri
         self._reader = reader
         self._writer = writer
         self._closed = False
         self._run_pks: dict[str, int] = {}
+        self._version = version
+        self._v3 = version >= 3
+        self._layout = 3 if self._v3 else 2
+        self._private_copy = private_copy
+        self._held = held
 
     # opening and closing
 
@@ -83,11 +93,14 @@ class SqliteStore:
              read_only: bool = False, busy_timeout: float = 10.0) -> _Opening:
         """Open (creating and migrating if needed) the store at ``path``.
 
-        ``read_only=True`` never writes to the file or its folder (no WAL, no migration);
-        mutating methods then raise ``StorageError`` (code ``store_read_only``). It is meant
-        for copies and files no process is writing. Raises ``StorageError`` with code
-        ``not_an_mfm_store`` for a foreign file, ``schema_too_new`` for a newer schema,
-        ``CorruptionError`` for a truncated file.
+        ``read_only=True`` never creates or changes any file in the file's folder (no WAL
+        index, no migration): a file nobody has open is read as it is, and one whose ``-wal``
+        still holds commits (a plain copy of a live file, or a file a killed writer left) is
+        read from a private temporary copy of the file and its ``-wal``. Mutating methods then
+        raise ``StorageError`` (code ``store_read_only``). Files of schema versions 1 and 2 are
+        read as they are. Raises ``StorageError`` with code ``not_an_mfm_store`` for a foreign
+        or empty file or one that is not a regular file, ``schema_too_new`` for a newer
+        schema, ``CorruptionError`` for a truncated file.
         """
         if durability not in _SYNCHRONOUS:
             raise ValueError(f"durability must be 'full' or 'normal', not {durability!r}")
@@ -97,8 +110,9 @@ class SqliteStore:
     async def _open(cls, path: Path, durability: Durability, read_only: bool,
                     busy_timeout: float) -> SqliteStore:
         timeout_ms = int(busy_timeout * 1000)
-        uri, writer_conn = await asyncio.to_thread(
+        uri, writer_conn, version, copy = await asyncio.to_thread(
             _prepare, path, durability, read_only, timeout_ms)
+        held = writer_conn is not None or (read_only and copy is None and "immutable" not in uri)
         try:
             with map_errors(str(path)):
                 reader = await aiosqlite.connect(uri, uri=True, isolation_level=None,
@@ -108,10 +122,14 @@ class SqliteStore:
         except BaseException:
             if writer_conn is not None:
                 writer_conn.close()
+            if copy is not None:
+                _readonly.discard(copy)
             raise
         writer = None if writer_conn is None else GroupCommitWriter(
             writer_conn, str(path), timeout_ms)
-        return cls(path, uri, reader, writer)
+        if held:
+            _readonly.hold(path)
+        return cls(path, uri, reader, writer, version, copy, held)
 
     @property
     def path(self) -> Path:
@@ -120,6 +138,11 @@ class SqliteStore:
     @property
     def read_only(self) -> bool:
         return self._writer is None
+
+    @property
+    def schema_version(self) -> int:
+        """The file's schema version (older than the latest only for a read-only open)."""
+        return self._version
 
     async def close(self) -> None:
         """Finish pending writes and close. Idempotent."""
@@ -130,9 +153,15 @@ class SqliteStore:
             if self._writer is not None:
                 await self._writer.drain()
         finally:
-            await self._reader.close()
-            if self._writer is not None:
-                self._writer.close()
+            try:
+                await self._reader.close()
+                if self._writer is not None:
+                    self._writer.close()
+            finally:
+                if self._held:
+                    _readonly.release(self._path)
+                if self._private_copy is not None:
+                    _readonly.discard(self._private_copy)
 
     async def __aenter__(self) -> SqliteStore:
         return self
@@ -160,38 +189,51 @@ class SqliteStore:
         with map_errors(str(self._path)):
             return list(await self._reader.execute_fetchall(sql, params))
 
+    def _corrupt(self, what: str) -> CorruptionError:
+        return CorruptionError(f"{self._path}: {what} fails its checksum; run verify")
+
+    def _check_run(self, row: Sequence[Any]) -> None:
+        pk, rid, op_id, status, head, created, updated, stored = row
+        if self._v3 and cs.run_sum(pk, rid, op_id, status, head, created, updated) != stored:
+            raise self._corrupt(f"the row of run {rid}")
+
     # events
 
     async def head_seq(self, run_id: RunId) -> int:
-        rows = await self._fetchall(q.RUN_HEAD, (str(run_id),))
-        return int(rows[0][1]) if rows else 0
+        rid = str(_rules.run_id_of(run_id))
+        rows = await self._fetchall(q.RUN_READ[self._layout], (rid,))
+        if not rows:
+            return 0
+        self._check_run(rows[0])
+        return int(rows[0][4])
 
     async def append(self, run_id: RunId, expected_seq: int,
                      envelopes: Sequence[EventEnvelope]) -> int:
         envelopes = list(envelopes)
         _rules.check_envelopes(run_id, expected_seq, envelopes)
-        rows, bindings, op_id, status = _event_rows(run_id, envelopes)
+        rid = str(run_id)
+        rows, scan = _rows_v3(run_id, rid, envelopes)
         writer = self._writer
         if writer is None or self._closed:
             writer = self._writable()  # raises
-        rid = str(run_id)
         known_pk = self._run_pks.get(rid)
-        if (known_pk is not None and rows and not bindings
-                and op_id is None and status is None):
-            op: _Append = _KnownRunAppend(rid, expected_seq, None, None, rows, bindings,
-                                          known_pk)
+        if (known_pk is not None and rows and not scan.bindings and not scan.refs
+                and scan.op_id is None and scan.status is None):
+            op: _Append = _KnownRunAppend(rid, expected_seq, scan, rows, known_pk)
         else:
-            op = _Append(rid, expected_seq, op_id, status, rows, bindings)
+            op = _Append(rid, expected_seq, scan, rows)
         result: tuple[int, int | None] = await writer.run(op)
         head, pk = result
         if known_pk is None and pk is not None:
             self._run_pks[rid] = pk  # committed: a run's key never changes
         return head
 
-    def _decode(self, run_id: RunId, row: Sequence[Any]) -> EventEnvelope:
-        seq, ts, stored_sum, body = row
-        if checksum(body, seq) != stored_sum:
-            raise CorruptionError(f"{self._path}: event {seq} of run {run_id} fails its checksum")
+    def _decode(self, run_id: RunId, rid: str, row: Sequence[Any]) -> EventEnvelope:
+        seq, ts, kind, name, stored_sum, body = row
+        ok = (cs.event_sum(rid, seq, ts, kind, name, body) if self._v3
+              else cs.legacy_event_sum(seq, body)) == stored_sum
+        if not ok:
+            raise self._corrupt(f"event {seq} of run {run_id}")
         try:
             event = decode_event(body)
         except Exception as exc:
@@ -201,82 +243,91 @@ class SqliteStore:
 
     async def read_range(self, run_id: RunId, from_seq: int = 1,
                          to_seq: int | None = None) -> list[EventEnvelope]:
-        stop = _I64 - 1 if to_seq is None else to_seq
-        rows = await self._fetchall(q.EVENT_RANGE, (str(run_id), max(from_seq, 1), stop, -1))
-        return [self._decode(run_id, row) for row in rows]
+        run_id = _rules.run_id_of(run_id)
+        start, stop = _rules.range_of(from_seq, to_seq)
+        rid = str(run_id)
+        rows = await self._fetchall(q.EVENT_RANGE, (rid, start, stop, -1))
+        return [self._decode(run_id, rid, row) for row in rows]
 
     async def iter_events(self, run_id: RunId, from_seq: int = 1, to_seq: int | None = None,
                           *, page_size: int = 1000) -> AsyncIterator[EventEnvelope]:
         """Stream events in pages of ``page_size`` rows: memory stays bounded by one page."""
-        if page_size < 1:
-            raise ValueError(f"page_size must be positive, not {page_size}")
-        start = max(from_seq, 1)
-        stop = _I64 - 1 if to_seq is None else to_seq
+        run_id = _rules.run_id_of(run_id)
+        start, stop = _rules.range_of(from_seq, to_seq)
+        page_size = _rules.page_size_of(page_size)
         rid = str(run_id)
         while start <= stop:
             rows = await self._fetchall(q.EVENT_RANGE, (rid, start, stop, page_size))
             for row in rows:
-                yield self._decode(run_id, row)
+                yield self._decode(run_id, rid, row)
             if len(rows) < page_size:
                 return
             start = rows[-1][0] + 1
 
     async def list_runs(self) -> list[RunSummary]:
-        return [
-            RunSummary(run_id=RunId.parse(rid), op_id=None if op is None else OpId(op),
-                       status=status, head_seq=head, created_millis=created,
-                       updated_millis=updated)
-            for rid, op, status, head, created, updated in await self._fetchall(q.RUN_LIST, ())
-        ]
+        out = []
+        for row in await self._fetchall(q.RUN_LIST[self._layout], ()):
+            self._check_run(row)
+            _pk, rid, op, status, head, created, updated, _sum = row
+            try:
+                out.append(RunSummary(run_id=RunId.parse(rid),
+                                      op_id=None if op is None else OpId(op), status=status,
+                                      head_seq=head, created_millis=created,
+                                      updated_millis=updated))
+            except ValueError as exc:
+                raise CorruptionError(f"{self._path}: the row of run {rid!r} is not "
+                                      f"readable ({exc}); run verify") from exc
+        return out
 
     # artifacts
 
     async def put(self, kind: ArtifactKind, data: bytes) -> ArtifactId:
-        if not isinstance(kind, ArtifactKind):
-            raise StorageError(f"kind must be an ArtifactKind, got {kind!r}")
-        data = bytes(data)
-        aid = hashlib.sha256(data).hexdigest()
-        row = (aid, str(kind), len(data), checksum(data), _rules.now_millis(), data)
+        data = _rules.check_artifact(kind, data)
+        row = _artifact_row(kind, data)
 
         def op(cur: sqlite3.Cursor) -> None:
             cur.execute(q.ARTIFACT_INSERT, row)
 
         await self._writable().run(op)
-        return ArtifactId(aid)
+        return ArtifactId(row[0])
 
     async def get(self, artifact_id: ArtifactId) -> bytes:
-        rows = await self._fetchall(q.ARTIFACT_GET, (artifact_id,))
+        aid = _rules.artifact_id_of(artifact_id)
+        rows = await self._fetchall(q.ARTIFACT_GET, (aid,))
         if not rows:
-            raise NotFoundError(f"artifact not found: {artifact_id}")
-        stored_sum, data = rows[0]
-        if checksum(data) != stored_sum:
-            raise CorruptionError(f"{self._path}: artifact {artifact_id} fails its checksum")
+            raise NotFoundError(f"artifact not found: {aid}")
+        kind, size, stored_sum, data = rows[0]
+        ok = (cs.artifact_sum(aid, kind, size, data) if self._v3
+              else cs.legacy_artifact_sum(data)) == stored_sum
+        if not ok:
+            raise self._corrupt(f"artifact {aid}")
         return bytes(data)
 
     async def exists(self, artifact_id: ArtifactId) -> bool:
-        return bool(await self._fetchall(q.ARTIFACT_EXISTS, (artifact_id,)))
+        aid = _rules.artifact_id_of(artifact_id)
+        return bool(await self._fetchall(q.ARTIFACT_EXISTS, (aid,)))
 
     # facts
 
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
                         expected_seq: int | None = None) -> FactBinding:
-        return await self._bind(run_id, key, ArtifactId(payload_id), expected_seq, None)
+        run_id, key = _rules.check_bind(run_id, key, expected_seq)
+        return await self._bind(run_id, key, _rules.artifact_id_of(payload_id), expected_seq,
+                                None)
 
     async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
                           expected_seq: int | None = None) -> FactBinding:
-        data = bytes(data)
-        aid = ArtifactId(hashlib.sha256(data).hexdigest())
-        row = (aid, str(ArtifactKind.FACT_PAYLOAD), len(data), checksum(data),
-               _rules.now_millis(), data)
-        return await self._bind(run_id, key, aid, expected_seq, row)
+        run_id, key = _rules.check_bind(run_id, key, expected_seq)
+        data = _rules.check_artifact(ArtifactKind.FACT_PAYLOAD, data)
+        row = _artifact_row(ArtifactKind.FACT_PAYLOAD, data)
+        return await self._bind(run_id, key, ArtifactId(row[0]), expected_seq, row)
 
-    async def _bind(self, run_id: RunId, key: FactKey, payload_id: ArtifactId,
+    async def _bind(self, run_id: RunId, key: str, payload_id: ArtifactId,
                     expected_seq: int | None, artifact_row: tuple[Any, ...] | None
                     ) -> FactBinding:
-        if not isinstance(key, str):
-            raise StorageError(f"fact key must be a string, got {key!r}")
         body = encode_event(_rules.fact_recorded_event(key, payload_id))
         rid = str(run_id)
+        writer = self._writable()
 
         def op(cur: sqlite3.Cursor) -> FactBinding:
             row = cur.execute(q.RUN_HEAD, (rid,)).fetchone()
@@ -297,22 +348,35 @@ class SqliteStore:
             pk = row[0] if row else _new_run(cur, rid, now)
             seq = head + 1
             cur.execute(q.EVENT_INSERT,
-                         (pk, seq, None, "Domain", "fact_recorded", checksum(body, seq), body))
-            cur.execute(q.BINDING_INSERT, (pk, key, payload_id, seq))
+                        (pk, seq, None, "Domain", DOMAIN_FACT_RECORDED,
+                         cs.event_sum(rid, seq, None, "Domain", DOMAIN_FACT_RECORDED, body),
+                         body))
+            cur.execute(q.BINDING_INSERT,
+                        (pk, key, payload_id, seq, cs.binding_sum(rid, key, payload_id, seq)))
             cur.execute(q.RUN_ADVANCE, (seq, now, None, None, pk))
             return FactBinding(payload_id, True, seq)
 
-        result: FactBinding = await self._writable().run(op)
+        result: FactBinding = await writer.run(op)
         return result
 
+    def _check_binding(self, rid: str, row: Sequence[Any]) -> ArtifactId:
+        key, pid, seq, stored = row
+        if self._v3 and cs.binding_sum(rid, key, pid, seq) != stored:
+            raise self._corrupt(f"the binding of fact {key!r} of run {rid}")
+        return ArtifactId(pid)
+
     async def get_fact(self, run_id: RunId, key: FactKey) -> ArtifactId | None:
-        rows = await self._fetchall(q.BINDING_GET_BY_RUN_ID, (str(run_id), key))
-        return ArtifactId(rows[0][0]) if rows else None
+        rid = str(_rules.run_id_of(run_id))
+        wanted = _rules.lookup_key(key)
+        if wanted is None:
+            return None
+        rows = await self._fetchall(q.BINDING_GET_BY_RUN_ID[self._layout], (rid, wanted))
+        return self._check_binding(rid, rows[0]) if rows else None
 
     async def facts(self, run_id: RunId) -> dict[FactKey, ArtifactId]:
-        rows = await self._fetchall(q.BINDINGS_OF_RUN, (str(run_id),))
-        return {key: ArtifactId(pid) for key, pid in rows}
-
+        rid = str(_rules.run_id_of(run_id))
+        rows = await self._fetchall(q.BINDINGS_OF_RUN[self._layout], (rid,))
+        return {row[0]: self._check_binding(rid, row) for row in rows}
 
     # maintenance: each runs on its own connection in a worker thread
 
@@ -321,9 +385,17 @@ class SqliteStore:
             raise StorageError(f"{self._path}: store is closed", code=CODE_STORE_CLOSED)
         return await asyncio.to_thread(_with_connection, self._uri, str(self._path), fn, *args)
 
-    async def verify(self, *, progress: ProgressFn | None = None) -> VerifyReport:
-        """Check every checksum, hash, seq, head, binding and artifact reference.
+    async def verify(self, *, quick: bool = False,
+                     progress: ProgressFn | None = None) -> VerifyReport:
+        """Check the whole file; ``ok`` means every read returns what was written.
 
+        Runs SQLite's full ``PRAGMA integrity_check`` (pages, and every index against its
+        table), compares the schema objects (tables, indexes, triggers, view) with those of the
+        file's schema version, and checks every row checksum, every artifact's SHA-256, seq
+        contiguity, each run row against its events (head, status, op id, run id), every
+        binding against its ``fact_recorded`` event and payload, every referenced artifact.
+        ``quick=True`` runs ``PRAGMA quick_check`` instead of ``integrity_check`` (faster on a
+        large file; indexes are not compared with their tables) and the report says so.
         Reports every problem found (never stops at the first); reads only.
         ``progress("verify", n, total)`` is called on the event loop as rows are checked.
         """
@@ -337,16 +409,18 @@ class SqliteStore:
             def tick(n: int) -> None:
                 loop.call_soon_threadsafe(progress, "verify", n, total)
 
-        result: VerifyReport = await self._in_thread(verify_connection, checksum, tick)
+        result: VerifyReport = await self._in_thread(verify_connection, self._version,
+                                                     bool(quick), tick)
         return result
-
     async def backup(self, dest: str | os.PathLike[str]) -> Path:
         """Write a consistent copy of the store to the new file ``dest`` while writers continue.
 
-        The copy is one self-contained file (rollback journal, no ``-wal``), ready to be opened
-        read-only elsewhere, with each run's events stored together so that a replay of the
-        copy reads few pages. It appears at ``dest`` only once complete and synced. Raises
-        ``StorageError`` if ``dest`` exists or its folder does not. Returns the copy's path.
+        The copy is one self-contained file (rollback journal, no ``-wal``) of the latest
+        schema version, ready to be opened read-only elsewhere, with each run's events stored
+        together so that a replay of the copy reads few pages. It appears at ``dest`` only once
+        complete and synced. Raises ``StorageError`` with code ``destination_exists`` if
+        ``dest`` exists, ``disk_full`` if the disk fills up (nothing is left at ``dest``).
+        Returns the copy's path.
         """
         if self._closed:
             raise StorageError(f"{self._path}: store is closed", code=CODE_STORE_CLOSED)
@@ -376,17 +450,28 @@ class SqliteStore:
                 if rows:
                     metas.append((aid, rows[0][0]))
         for aid, kind in metas:
-            yield ArtifactId(aid), ArtifactKind.parse(kind), await self.get(aid)
+            data = await self.get(aid)
+            try:
+                parsed = ArtifactKind.parse(kind)
+            except ValueError as exc:
+                raise CorruptionError(f"{self._path}: artifact {aid} has an unreadable kind "
+                                      f"({exc}); run verify") from exc
+            yield ArtifactId(aid), parsed, data
 
     async def gc(self, *, apply: bool = False, min_age_seconds: float = 3600.0) -> GcReport:
         """Find (and with ``apply=True`` delete) artifacts that no run references.
 
         Referenced: fact binding payloads and every artifact a kernel event or a domain
-        event's ``payload_ref`` names. Artifacts younger than ``min_age_seconds`` are kept, so
-        that a payload put just before its binding is never collected. The scan runs without
-        blocking writers; the delete re-checks, in its write transaction, everything written
-        since the scan.
+        event's ``payload_ref`` names. Artifacts put (or put again) less than
+        ``min_age_seconds`` ago are kept, so that bytes put just before the binding or append
+        that uses them are never collected; a binding or append naming an artifact gc removed
+        meanwhile is refused (``artifact_not_found``), never left dangling. The scan runs
+        without blocking writers; the delete re-checks, in its write transaction, everything
+        written since the scan. A read-only store refuses ``apply=True``
+        (``store_read_only``).
         """
+        if apply:
+            self._writable()  # raises on a read-only or closed store
         cutoff = _rules.now_millis() - int(min_age_seconds * 1000)
         found, heads = await self._in_thread(unreferenced, cutoff)
         candidates: dict[str, int] = dict(found)
@@ -414,15 +499,39 @@ def _with_connection(uri: str, where: str, fn: Any, *args: Any) -> Any:
             conn.close()
 
 
+def _artifact_row(kind: ArtifactKind, data: bytes) -> tuple[Any, ...]:
+    aid = hashlib.sha256(data).hexdigest()
+    text = str(kind)
+    return (aid, text, len(data), cs.artifact_sum(aid, text, len(data), data),
+            _rules.now_millis(), data)
+
+
+def _rows_v3(run_id: RunId, rid: str, envelopes: list[EventEnvelope]
+             ) -> tuple[list[tuple[Any, ...]], _rules.EventScan]:
+    """Encode checked envelopes as event rows ``(seq, ts, kind, name, checksum, body)`` and
+    check their content (:func:`_rules.scan_events`)."""
+    rows: list[tuple[Any, ...]] = []
+    for env in envelopes:
+        event, seq, ts = env.event, env.seq, env.ts_millis
+        try:
+            body = encode_event(event)
+        except Exception as exc:
+            raise StorageError(f"event {seq} of run {run_id} cannot be encoded: {exc}",
+                               code=CODE_INVALID_ENVELOPES) from exc
+        if type(event) is DomainEvent:
+            kind, name = "Domain", event.name
+        else:
+            kind, name = type(event).__name__, None
+        rows.append((seq, ts, kind, name, cs.event_sum(rid, seq, ts, kind, name, body), body))
+    return rows, _rules.scan_events(run_id, envelopes)
+
+
 def _event_rows(run_id: RunId, envelopes: list[EventEnvelope]
                 ) -> tuple[list[tuple[Any, ...]], dict[str, tuple[ArtifactId, int]],
                            str | None, str | None]:
-    """Encode checked envelopes as event rows ``(seq, ts, kind, name, checksum, body)``.
-
-    Also returns the fact bindings their ``fact_recorded`` events make (key -> payload, seq)
-    and the op id and status the run takes. Raises ``StorageError`` (``invalid_envelopes``)
-    if an event cannot be stored, or ``ConcurrencyError`` for two bindings of one key.
-    """
+    """Schema-2 event rows ``(seq, ts, kind, name, checksum, body)`` (checksum of the body
+    seeded with the seq), the bindings, op id and status they make. Kept for other backends
+    that store that checksum; the SQLite store writes :func:`_rows_v3`."""
     rows: list[tuple[Any, ...]] = []
     bindings: dict[str, tuple[ArtifactId, int]] = {}
     op_id: str | None = None
@@ -459,22 +568,21 @@ def _new_run(cur: sqlite3.Cursor, rid: str, now: int) -> int:
 
 
 class _Append:
-    """The write of one ``append``: check the head and the fact bindings, then write.
+    """The write of one ``append``: check the head, the fact bindings and the artifacts the
+    events name, then write.
 
     Returns ``(new head, run key)`` (run key None when nothing was written).
     """
 
-    __slots__ = ("bindings", "expected", "new_head", "op_id", "pk", "rid", "rows", "status")
+    __slots__ = ("expected", "new_head", "pk", "rid", "rows", "scan")
 
-    def __init__(self, rid: str, expected: int, op_id: str | None, status: str | None,
-                 rows: list[tuple[Any, ...]], bindings: dict[str, tuple[ArtifactId, int]],
-                 pk: int | None = None) -> None:
+    def __init__(self, rid: str, expected: int, scan: _rules.EventScan,
+                 rows: list[tuple[Any, ...]], pk: int | None = None) -> None:
         self.rid, self.expected, self.new_head = rid, expected, expected + len(rows)
-        self.op_id, self.status, self.rows, self.bindings, self.pk = (
-            op_id, status, rows, bindings, pk)
+        self.scan, self.rows, self.pk = scan, rows, pk
 
     def __call__(self, cur: sqlite3.Cursor) -> tuple[int, int | None]:
-        rid, expected = self.rid, self.expected
+        rid, expected, scan = self.rid, self.expected, self.scan
         row = cur.execute(q.RUN_HEAD, (rid,)).fetchone()
         head = row[1] if row else 0
         if head != expected:
@@ -482,19 +590,22 @@ class _Append:
         if not self.rows:
             return int(head), None
         new_bindings = []
-        for key, (pid, seq) in self.bindings.items():
+        for key, (pid, seq) in scan.bindings.items():
             bound = row and cur.execute(q.BINDING_GET, (row[0], key)).fetchone()
             if not bound:
                 new_bindings.append((key, pid, seq))
             elif bound[0] != pid:
                 raise _rules.binding_conflict(rid, key, bound[0], pid)
+        for ref, seq in scan.refs.items():
+            if cur.execute(q.ARTIFACT_EXISTS, (ref,)).fetchone() is None:
+                raise _rules.missing_artifact(rid, seq, ref)
         # Checks are done; writes follow (an op must not fail after it wrote).
         now = _rules.now_millis()
         pk = row[0] if row else _new_run(cur, rid, now)
         for key, pid, seq in new_bindings:
-            cur.execute(q.BINDING_INSERT, (pk, key, pid, seq))
+            cur.execute(q.BINDING_INSERT, (pk, key, pid, seq, cs.binding_sum(rid, key, pid, seq)))
         self._insert_events(cur, pk)
-        cur.execute(q.RUN_ADVANCE, (self.new_head, now, self.op_id, self.status, pk))
+        cur.execute(q.RUN_ADVANCE, (self.new_head, now, scan.op_id, scan.status, pk))
         return self.new_head, pk
 
     def _insert_events(self, cur: sqlite3.Cursor, pk: int) -> None:
@@ -505,10 +616,10 @@ class _Append:
 
 
 class _KnownRunAppend(_Append):
-    """An append to a run whose key is known, of events that bind no fact and set neither op
-    id nor status (the common case): one conditional UPDATE checks and moves the head, then
-    the events go in. Appends of one batch run together (two ``executemany``); if any head
-    moved, the general path decides."""
+    """An append to a run whose key is known, of events that bind no fact, name no artifact
+    and set neither op id nor status (the common case): one conditional UPDATE checks and
+    moves the head, then the events go in. Appends of one batch run together (two
+    ``executemany``); if any head moved, the general path decides."""
 
     __slots__ = ()
 
@@ -558,32 +669,24 @@ class _Opening:
             await self._store.close()
 
 
-def _prepare(path: Path, durability: Durability, read_only: bool,
-             busy_timeout_ms: int) -> tuple[str, sqlite3.Connection | None]:
-    """Blocking part of opening: checks, migration, writer connection; returns the reader URI."""
+def _prepare(path: Path, durability: Durability, read_only: bool, busy_timeout_ms: int
+             ) -> tuple[str, sqlite3.Connection | None, int, Path | None]:
+    """Blocking part of opening: checks, migration, writer connection.
+
+    Returns the reader URI, the writer connection (None when read-only), the file's schema
+    version and the private copy read instead of the file (see ``_readonly``), if any.
+    """
     exists = path.exists()
     if read_only and not exists:
         raise StorageError(f"{path}: no such file", code="store_not_found")
     is_wal = inspect_file(path)[1] if exists else False
-    uri = path.resolve().as_uri()
     if read_only:
-        # Plain mode=ro on a WAL file creates -wal/-shm files. A file no process has open
-        # (neither exists: a copy, or a closed store) is read as immutable, which needs
-        # neither; a file some process has open is read through the shared WAL index.
-        in_use = Path(f"{path}-wal").exists() or Path(f"{path}-shm").exists()
-        uri += "?mode=ro&immutable=1" if (is_wal and not in_use) else "?mode=ro"
-        with map_errors(str(path)):
-            probe = sqlite3.connect(uri, uri=True, isolation_level=None)
-        try:
-            check_and_migrate(probe, path, read_only=True)
-        finally:
-            probe.close()
-        return uri, None
+        return _prepare_read_only(path, is_wal)
     with map_errors(str(path)):
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                timeout=busy_timeout_ms / 1000)
     try:
-        check_and_migrate(conn, path, read_only=False)
+        version = check_and_migrate(conn, path, read_only=False)
         with map_errors(str(path)):
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(_SYNCHRONOUS[durability])
@@ -591,4 +694,32 @@ def _prepare(path: Path, durability: Durability, read_only: bool,
     except BaseException:
         conn.close()
         raise
-    return uri, conn
+    return path.resolve().as_uri(), conn, version, None
+
+
+def _prepare_read_only(path: Path, is_wal: bool
+                       ) -> tuple[str, None, int, Path | None]:
+    copy = None
+    target = path
+    if not is_wal:
+        uri = path.resolve().as_uri() + "?mode=ro"
+    elif _readonly.in_use(path):
+        uri = path.resolve().as_uri() + "?mode=ro"  # through the live writer's index
+    elif _readonly.wal_has_data(path):
+        copy = target = _readonly.private_copy(path)
+        uri = copy.as_uri() + "?mode=ro"
+    else:
+        uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
+    try:
+        with map_errors(str(path)):
+            probe = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            version = check_and_migrate(probe, path, read_only=True)
+        finally:
+            probe.close()
+    except BaseException:
+        if copy is not None:
+            _readonly.discard(copy)
+        raise
+    del target
+    return uri, None, version, copy
