@@ -103,9 +103,8 @@ _SHORTCUTS = {"get": "GET", "post": "POST", "put": "PUT", "patch": "PATCH",
               "delete": "DELETE", "head": "HEAD"}
 _TEXT_TYPES = ("application/json", "application/xml", "application/javascript",
                "application/x-www-form-urlencoded", "application/x-ndjson")
-_SECRET_BODY_HELP = ("holds a secret (policy forbids persisting secrets): fetch tokens with a "
-                     "call without fact_key (it is not recorded) and keep them out of the "
-                     "context")
+_SECRET_BODY_HELP = ("(policy forbids persisting secrets): fetch tokens with a call without "
+                     "fact_key (it is not recorded) and keep them out of the context")
 
 
 class FactRequestMismatchError(IoError):
@@ -543,11 +542,15 @@ class HttpTransport:
             answer["body"] = ({"text": text, "encoding": charset} if text is not None
                               else {"b64": base64.b64encode(data).decode("ascii")})
             return answer
-        if json_contains_secrets(answer) or (
-                _is_text(content_type) and string_contains_secrets(
-                    text if text is not None else data.decode(charset, errors="replace"))):
+        where = [part for part in ("url", "headers", "request") if json_contains_secrets(
+            answer[part])]
+        if _is_text(content_type) and string_contains_secrets(
+                text if text is not None else data.decode(charset, errors="replace")):
+            where.insert(0, "body")
+        if where:
             raise io_error(CODE_SECRETS_DETECTED, ErrorCategory.UNKNOWN,
-                           f"http answer for fact {key!r} {_SECRET_BODY_HELP}")
+                           f"http answer for fact {key!r} not recorded, a secret is in its "
+                           f"{' and '.join(where)} {_SECRET_BODY_HELP}")
         if text is not None and len(data) <= f.inline_limit:
             answer["body"] = {"text": text, "encoding": charset}
         else:

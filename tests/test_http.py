@@ -294,10 +294,13 @@ async def test_a_secret_in_the_body_is_refused_and_the_error_says_how_to_fetch_t
     with pytest.raises(IoError) as exc:
         await http.post("/token", key="token")
     assert code(exc) == "secrets_detected" and "without fact_key" in str(exc.value)
-    assert "tok-1234" not in str(exc.value)
+    assert "a secret is in its body" in str(exc.value) and "tok-1234" not in str(exc.value)
     unrecorded = await http.post("/token")
     assert unrecorded.json()["access_token"] == "tok-1234"
     assert unrecorded.payload_id is None and await store.facts(run) == {}
+    with pytest.raises(IoError) as exc:
+        await http.get("/echo/password-reset", key="reset")
+    assert code(exc) == "secrets_detected" and "in its url and request" in str(exc.value)
 
 
 async def test_a_changed_request_under_a_bound_key_is_a_mismatch_live_and_in_replay(
