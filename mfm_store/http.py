@@ -89,6 +89,7 @@ __all__ = [
     "HttpResponse",
     "HttpTransport",
     "HttpTransportFactory",
+    "answer_artifact_refs",
     "idempotency_key",
 ]
 
@@ -138,6 +139,21 @@ def idempotency_key(run_id: object, fact_key: FactKey) -> str:
     """The ``Idempotency-Key`` sent with a recorded non-idempotent request: 32 hex digits of
     SHA-256 over the run id and the fact key, the same on every retry, resume and process."""
     return hashlib.sha256(f"mfm-idempotency|{run_id}|{fact_key}".encode()).hexdigest()[:32]
+
+
+def answer_artifact_refs(payload: bytes) -> list[ArtifactId]:
+    """The artifacts a fact payload refers to if it is a recorded HTTP answer (its body
+    artifact), else ``[]``. For reference walks (gc, export, push, verify) that must keep an
+    answer's body with its fact; cheap on other payloads (one prefix test, no parse)."""
+    if not payload.startswith(b'{"body":{"artifact":"'):
+        return []
+    try:
+        answer = _json.loads(payload)
+        ref = answer["body"]["artifact"]
+    except (ValueError, KeyError, TypeError):
+        return []
+    ok = answer.get("http") == FORMAT_VERSION and isinstance(ref, str)
+    return [ArtifactId(ref)] if ok else []
 
 
 def _answer_invalid(message: str) -> IoError:

@@ -45,6 +45,7 @@ from mfm_store.http import (
     HttpRequest,
     HttpResponse,
     HttpTransportFactory,
+    answer_artifact_refs,
     idempotency_key,
 )
 from mfm_store.sqlite import SqliteStore
@@ -140,6 +141,13 @@ async def test_binary_and_several_mib_bodies_are_artifacts_hashed_and_replayed(
         body = (await payload(store, run, key))["body"]
         assert body == {"artifact": hashlib.sha256(data).hexdigest(), "size": len(data)}
         assert await store.get(body["artifact"]) == data
+        fact = await store.get_fact(run, key)
+        assert fact is not None
+        assert answer_artifact_refs(await store.get(fact)) == [body["artifact"]]
+    await http.get("/json", key="inline")
+    inline = await store.get_fact(run, "inline")
+    assert inline is not None and answer_artifact_refs(await store.get(inline)) == []
+    assert answer_artifact_refs(b'{"body":{"artifact":"x"}}') == []
     replay = await replay_http(store, run)
     assert (await replay.get("/big", key="big", params={"mib": 6})).content == big.content
     assert (await replay.get("/bigjson", key="bigjson", params={"mib": 3})).json() \
@@ -148,10 +156,14 @@ async def test_binary_and_several_mib_bodies_are_artifacts_hashed_and_replayed(
 
 async def test_a_text_body_above_the_inline_limit_goes_to_an_artifact(
         server: LocalServer, store: SqliteStore) -> None:
-    async with HttpTransportFactory(base_url=server.url, inline_limit=16) as f:
-        resp = await (await live_http(store, f, RunId.new())).get("/text", key="t")
-    body = resp.request  # fingerprint only: the body reference is in the payload
-    assert body["url"] == "/text" and resp.text == TEXT_BODY
+    run = RunId.new()
+    async with HttpTransportFactory(base_url=server.url, inline_limit=8) as f:
+        resp = await (await live_http(store, f, run)).get("/text", key="t")
+    data = TEXT_BODY.encode()
+    assert (await payload(store, run, "t"))["body"] == {
+        "artifact": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    assert resp.text == TEXT_BODY and resp.encoding == "utf-8"
+    assert (await (await replay_http(store, run)).get("/text", key="t")).text == TEXT_BODY
 
 
 async def test_a_body_above_max_body_is_refused_and_nothing_is_stored(
