@@ -99,6 +99,7 @@ DEFAULT_MAX_BODY: Final = 64 * 1024 * 1024
 """Bodies above this many bytes are refused (``http_body_too_large``)."""
 BODY_ARTIFACT_KIND: Final = ArtifactKind.other("HttpBody")
 FORMAT_VERSION: Final = 1
+_DEFAULT_TIMEOUT = 30.0
 
 _SHORTCUTS = {"get": "GET", "post": "POST", "put": "PUT", "patch": "PATCH",
               "delete": "DELETE", "head": "HEAD"}
@@ -385,9 +386,12 @@ class HttpTransportFactory:
     factory creates a client on first use and closes it in :meth:`aclose` (also an async
     context manager), so connections are reused across calls and attempts. ``base_url`` is
     joined to relative URLs (the fingerprint keeps the URL as the call gave it). ``headers``
-    are sent with every request and never recorded (a place for ``Authorization``).
+    are sent with every request (a header of the same name in the call wins) and never
+    recorded (a place for ``Authorization``).
 
-    ``timeout`` (seconds) applies to connect, read, write and pool waits. Bodies above
+    ``timeout`` (seconds) applies to connect, read, write and pool waits; ``None`` keeps the
+    client's own (30 s for the client the factory creates, which follows at most
+    ``max_redirects`` redirects). Bodies above
     ``max_body`` bytes are refused (``http_body_too_large``, not retryable, nothing stored);
     text bodies (``text/*``, JSON, XML, ``+json``/``+xml`` types) up to ``inline_limit``
     bytes that decode exactly with their charset are recorded inline as text; any other body
@@ -407,7 +411,7 @@ class HttpTransportFactory:
 
     def __init__(self, namespace_group: str = "http", *,
                  client: httpx.AsyncClient | None = None, base_url: str | None = None,
-                 headers: Mapping[str, str] | None = None, timeout: float = 30.0,
+                 headers: Mapping[str, str] | None = None, timeout: float | None = None,
                  max_body: int = DEFAULT_MAX_BODY, inline_limit: int = DEFAULT_INLINE_LIMIT,
                  policy: CredentialPolicy = DEFAULT_POLICY, follow_redirects: bool = True,
                  max_redirects: int = 20, record_4xx: bool = True, retry_5xx: bool = True,
@@ -448,8 +452,9 @@ class HttpTransportFactory:
         if self._client is None:
             import httpx
 
-            self._client = httpx.AsyncClient(timeout=self.timeout,
-                                             max_redirects=self.max_redirects)
+            self._client = httpx.AsyncClient(
+                timeout=_DEFAULT_TIMEOUT if self.timeout is None else self.timeout,
+                max_redirects=self.max_redirects)
         return self._client
 
     async def aclose(self) -> None:
@@ -491,14 +496,17 @@ class HttpTransport:
         f = self._f
         url = urljoin(f.base_url, prepared.url) if f.base_url else prepared.url
         shown = _Shown(prepared.method, url, f.policy)
-        headers = [*f.headers.items(), *prepared.headers]
+        own = {k.lower() for k, _ in prepared.headers}
+        headers = [*((k, v) for k, v in f.headers.items() if k.lower() not in own),
+                   *prepared.headers]
+        extra: dict[str, Any] = {} if f.timeout is None else {"timeout": f.timeout}
         if (key is not None and prepared.method in f.unsafe_methods
                 and not any(k.lower() == f.idempotency_header.lower() for k, _ in headers)):
             headers.append((f.idempotency_header, idempotency_key(self._env.run_id, key)))
         try:
             async with f.client().stream(
                     prepared.method, url, headers=headers, content=prepared.body,
-                    follow_redirects=f.follow_redirects) as response:
+                    follow_redirects=f.follow_redirects, **extra) as response:
                 self._check_status(response, shown)
                 data = await self._read(response, shown)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:

@@ -353,6 +353,17 @@ async def test_idempotency_key_only_on_recorded_unsafe_methods(
     assert idempotency_key(run, "a") != idempotency_key(RunId.new(), "a")
 
 
+async def test_factory_headers_go_with_every_call_and_a_call_header_wins(
+        server: LocalServer, store: SqliteStore) -> None:
+    async with HttpTransportFactory(base_url=server.url, timeout=2.5,
+                                    headers={"Accept": "text/plain", "X-Client": "a"}) as f:
+        http = await live_http(store, f, RunId.new())
+        await http.get("/echo", key="e", headers={"accept": "application/json"})
+    sent = server.requests[0]["header_list"]
+    assert [v for k, v in sent if k == "accept"] == ["application/json"]
+    assert ("x-client", "a") in sent
+
+
 async def test_raw_calls_shortcuts_and_routing(
         server: LocalServer, factory: HttpTransportFactory, store: SqliteStore) -> None:
     class Other:

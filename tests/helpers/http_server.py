@@ -125,6 +125,7 @@ class LocalServer:
                 body = self.rfile.read(length) if length else b""
                 seen = {"method": self.command, "path": parts.path, "query": query,
                         "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "header_list": [(k.lower(), v) for k, v in self.headers.items()],
                         "body": body.decode("utf-8", "replace")}
                 with server._lock:
                     server.requests.append(seen)
