@@ -18,6 +18,7 @@ from typing import Any
 import cbor2
 
 from mfm_store.events import DomainEvent, EventEnvelope, encode_event
+from mfm_store.sqlite._checksums import register as register_checksum_functions
 from mfm_store.sqlite._schema import APPLICATION_ID, LATEST_VERSION, migrations, statements
 from mfm_store.sqlite.store import checksum  # the stored format: signed xxh3-64
 
@@ -67,6 +68,7 @@ class RawDb:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout = 10000")
         if self.conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            register_checksum_functions(self.conn)  # the migrations call them
             self.conn.execute("BEGIN IMMEDIATE")
             for _version, script in migrations():
                 for statement in statements(script):

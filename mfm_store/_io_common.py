@@ -14,6 +14,7 @@ from .errors import (
     CODE_FACT_PAYLOAD_DECODE_FAILED,
     CODE_FACT_PAYLOAD_GET_FAILED,
     CODE_FACT_PAYLOAD_INVALID,
+    CODE_INVALID_FACT_KEY,
     CODE_SECRETS_DETECTED,
     ErrorCategory,
     ErrorInfo,
@@ -71,9 +72,17 @@ def io_error(code: str, category: ErrorCategory, message: str) -> IoError:
 
 
 def check_fact_key(key: object) -> FactKey:
-    """Refuse a key that is not a string or that names a secret (code ``secrets_detected``)."""
-    if not isinstance(key, str):
-        raise TypeError(f"fact key must be a str, got {type(key).__name__}")
+    """Refuse, before any transport is asked, a key no store would bind: not a non-empty
+    string of valid Unicode (``IoError`` ``invalid_fact_key``), or naming a secret
+    (``secrets_detected``)."""
+    if not isinstance(key, str) or not key:
+        raise io_error(CODE_INVALID_FACT_KEY, ErrorCategory.PARSING_INPUT,
+                       "fact key must be a non-empty string")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise io_error(CODE_INVALID_FACT_KEY, ErrorCategory.PARSING_INPUT,
+                       "fact key is not valid Unicode (lone surrogate)") from None
     if string_contains_secrets(key):
         raise io_error(CODE_SECRETS_DETECTED, ErrorCategory.UNKNOWN,
                        f"fact key contained secrets {SECRETS_SUFFIX}")

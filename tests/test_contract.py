@@ -350,3 +350,191 @@ async def test_record_fact_stores_payload_binding_and_event_together(store: Stor
         await store.record_fact(run, "j", b"1", expected_seq=0)
     assert not await store.exists(hashlib.sha256(b"1").hexdigest())
     assert await store.head_seq(run) == 1
+
+
+# Every write path applies the same input checks (issue 11 §3): a coded StorageError, nothing
+# written, identical on every backend.
+
+
+def code_of(exc: BaseException) -> str:
+    assert isinstance(exc, StorageError), f"{type(exc).__name__}: {exc}"
+    return exc.info.code
+
+
+@pytest.mark.parametrize("data", [12, 10**8, "text", None, [1, 2]])
+async def test_only_bytes_like_data_is_stored(store: Store, data: object) -> None:
+    run = RunId.new()
+    with pytest.raises(StorageError) as err:
+        await store.put(ArtifactKind.OUTPUT, data)  # type: ignore[arg-type]
+    assert code_of(err.value) == "invalid_argument"
+    with pytest.raises(StorageError) as err:
+        await store.record_fact(run, "k", data)  # type: ignore[arg-type]
+    assert code_of(err.value) == "invalid_argument"
+    assert await store.head_seq(run) == 0 and await store.facts(run) == {}
+    assert not await store.exists(hashlib.sha256(bytes(12)).hexdigest())
+
+
+async def test_bytearray_and_memoryview_are_bytes_like(store: Store) -> None:
+    assert await store.put(ArtifactKind.OUTPUT, bytearray(b"ab")) == hashlib.sha256(
+        b"ab").hexdigest()
+    assert await store.get(await store.put(ArtifactKind.OUTPUT, memoryview(b"cd"))) == b"cd"
+
+
+@pytest.mark.parametrize("bad", [None, "garbage", 5, b"3f2b8c1e"])
+async def test_every_method_validates_its_run_id(store: Store, bad: object) -> None:
+    pid = await store.put(ArtifactKind.FACT_PAYLOAD, b"1")
+    calls = [
+        lambda: store.head_seq(bad),  # type: ignore[arg-type]
+        lambda: store.read_range(bad),  # type: ignore[arg-type]
+        lambda: store.facts(bad),  # type: ignore[arg-type]
+        lambda: store.get_fact(bad, "k"),  # type: ignore[arg-type]
+        lambda: store.bind_fact(bad, "k", pid),  # type: ignore[arg-type]
+        lambda: store.record_fact(bad, "k", b"1"),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(StorageError) as err:
+            await call()
+        assert code_of(err.value) == "invalid_id"
+    with pytest.raises(StorageError) as err:
+        await store.append(bad, 0, [])  # type: ignore[arg-type]
+    assert code_of(err.value) == "invalid_envelopes"
+    assert await store.list_runs() == []
+
+
+async def test_a_run_id_may_be_given_as_its_text(store: Store) -> None:
+    run = RunId.new()
+    await store.append(run, 0, envs(run, 1, 2))
+    assert await store.head_seq(str(run).upper()) == 2  # type: ignore[arg-type]
+    assert len(await store.read_range(str(run))) == 2  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("args", [(1, 2**70), (2**70, None), (1.0, None), (True, None),
+                                  (1, "9"), (None, None)])
+async def test_read_bounds_are_checked(store: Store, args: tuple[object, object]) -> None:
+    run = RunId.new()
+    await store.append(run, 0, envs(run, 1, 2))
+    with pytest.raises(StorageError) as err:
+        await store.read_range(run, *args)  # type: ignore[arg-type]
+    assert code_of(err.value) == "invalid_argument"
+    with pytest.raises(StorageError):
+        _ = [e async for e in store.iter_events(run, *args)]  # type: ignore[arg-type]
+    with pytest.raises(StorageError) as err:
+        _ = [e async for e in store.iter_events(run, page_size=0)]
+    assert code_of(err.value) == "invalid_argument"
+
+
+@pytest.mark.parametrize("expected", [True, 1.0, -1, 2**63, "0"])
+async def test_seqs_are_ints_not_bools(store: Store, expected: object) -> None:
+    run = RunId.new()
+    pid = await store.put(ArtifactKind.FACT_PAYLOAD, b"1")
+    with pytest.raises(StorageError) as err:
+        await store.append(run, expected, [])  # type: ignore[arg-type]
+    assert code_of(err.value) == "invalid_envelopes"
+    with pytest.raises(StorageError) as err:
+        await store.bind_fact(run, "k", pid, expected_seq=expected)  # type: ignore[arg-type]
+    assert code_of(err.value) == "invalid_argument"
+    assert await store.head_seq(run) == 0
+
+
+@pytest.mark.parametrize(("key", "code"), [
+    ("", "invalid_fact_key"), ("bad\ud800key", "invalid_fact_key"), (5, "invalid_fact_key"),
+    ("api_key=sk-123", "secrets_detected"), ("my Password", "secrets_detected"),
+])
+async def test_fact_keys_are_checked_on_every_path(store: Store, key: object, code: str) -> None:
+    run = RunId.new()
+    pid = await store.put(ArtifactKind.FACT_PAYLOAD, b"1")
+    for call in (lambda: store.bind_fact(run, key, pid),  # type: ignore[arg-type]
+                 lambda: store.record_fact(run, key, b"2"),  # type: ignore[arg-type]
+                 lambda: store.append(run, 0, [fact_event(run, 1, key, pid)])):  # type: ignore[arg-type]
+        with pytest.raises(StorageError) as err:
+            await call()
+        assert code_of(err.value) in {code, "invalid_envelopes"}
+        if code == "secrets_detected":
+            assert code_of(err.value) == code
+    assert await store.head_seq(run) == 0 and await store.facts(run) == {}
+    assert not await store.exists(hashlib.sha256(b"2").hexdigest())
+    assert await store.get_fact(run, "bad\ud800key") is None
+
+
+@pytest.mark.parametrize("event", [
+    DomainEvent("x", {"api_key": "sk-123"}),
+    DomainEvent("x", {"note": "my password is hunter2"}),
+    DomainEvent("x", ["abandon ability able about above absent absorb abstract absurd abuse "
+                      "access accident"]),
+    DomainEvent("authorization_seen", {}),
+])
+async def test_secrets_in_domain_events_are_refused(store: Store, event: DomainEvent) -> None:
+    run = RunId.new()
+    with pytest.raises(StorageError) as err:
+        await store.append(run, 0, [*envs(run, 1, 1), EventEnvelope(run, 2, None, event)])
+    assert code_of(err.value) == "secrets_detected"
+    assert await store.head_seq(run) == 0
+
+
+async def test_secrets_in_fact_meta_are_refused(store: Store) -> None:
+    run = RunId.new()
+    await put_ab(store)
+    payload = {"key": "k", "payload_id": A, "meta": {"token": "Bearer abc"}}
+    with pytest.raises(StorageError) as err:
+        await store.append(run, 0, [EventEnvelope(run, 1, None,
+                                                  DomainEvent("fact_recorded", payload))])
+    assert code_of(err.value) == "secrets_detected"
+    assert await store.facts(run) == {}
+
+
+@pytest.mark.parametrize("kind", [ArtifactKind.MANIFEST, ArtifactKind.CONTEXT_SNAPSHOT,
+                                  ArtifactKind.FACT_PAYLOAD, ArtifactKind.OUTPUT])
+@pytest.mark.parametrize("data", [b'{"password":"x"}', b'{"a":["ok","refresh_token"]}',
+                                  b'{"a":"password","a":1}', b'"x\\u0070assword"'])
+async def test_secrets_in_json_artifacts_are_refused(store: Store, kind: ArtifactKind,
+                                                     data: bytes) -> None:
+    with pytest.raises(StorageError) as err:
+        await store.put(kind, data)
+    assert code_of(err.value) == "secrets_detected"
+    assert not await store.exists(hashlib.sha256(data).hexdigest())
+
+
+async def test_secret_payloads_other_kinds_and_raw_bytes_are_stored_as_they_are(
+        store: Store) -> None:
+    secret = b'{"password":"ciphertext"}'
+    assert await store.get(await store.put(ArtifactKind.SECRET_PAYLOAD, secret)) == secret
+    assert await store.get(await store.put(ArtifactKind.other("blob"), secret)) == secret
+    raw = b"\xff\xfe password \x00"
+    assert await store.get(await store.put(ArtifactKind.FACT_PAYLOAD, raw)) == raw
+    run = RunId.new()
+    assert (await store.record_fact(run, "r", raw)).inserted
+    with pytest.raises(StorageError) as err:
+        await store.record_fact(run, "p", b'{"password":"x"}')
+    assert code_of(err.value) == "secrets_detected"
+    assert await store.head_seq(run) == 1
+
+
+async def test_a_json_artifact_too_deep_to_check_is_refused(store: Store) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(StorageError) as err:
+        await store.put(ArtifactKind.OUTPUT, deep)
+    assert code_of(err.value) == "invalid_argument"
+
+
+async def test_events_may_name_only_stored_artifacts(store: Store) -> None:
+    run = RunId.new()
+    await put_ab(store)
+    missing = hashlib.sha256(b"never stored").hexdigest()
+    bad = [
+        [EventEnvelope(run, 1, None, RunStarted("op", A, missing))],
+        [EventEnvelope(run, 1, None, StateEntered("m.s.t", 0, missing))],
+        [EventEnvelope(run, 1, None, RunCompleted(RunStatus.COMPLETED, missing))],
+        [EventEnvelope(run, 1, None, DomainEvent("x", {}, missing))],
+        [fact_event(run, 1, "k", missing)],
+        [EventEnvelope(run, 1, None, RunStarted("op", A, B)),
+         EventEnvelope(run, 2, None, DomainEvent("x", {}, missing))],
+    ]
+    for envelopes in bad:
+        with pytest.raises(NotFoundError) as err:
+            await store.append(run, 0, envelopes)
+        assert code_of(err.value) == "artifact_not_found"
+        assert missing in str(err.value)
+    assert await store.head_seq(run) == 0 and await store.facts(run) == {}
+    assert await store.list_runs() == []
+    assert await store.append(run, 0, [EventEnvelope(run, 1, None, RunStarted("op", A, B)),
+                                       EventEnvelope(run, 2, None, DomainEvent("x", {}, A))]) == 2

@@ -192,6 +192,41 @@ async def test_secret_fact_key_is_refused_before_the_transport(store: Store) -> 
     assert await store.head_seq(run) == 0
 
 
+@pytest.mark.parametrize("key", ["bad\ud800key", "", 7])
+async def test_unusable_fact_key_is_refused_before_the_transport(store: Store,
+                                                                 key: object) -> None:
+    run = RunId.new()
+    transport = Answering({"n": 1})
+    io = live(store, run, transport)
+    for attempt in (lambda: io.call(IoCall("x", {}, fact_key=key)),  # type: ignore[arg-type]
+                    lambda: io.record_value(key, 1)):  # type: ignore[arg-type]
+        with pytest.raises(IoError) as err:
+            await attempt()
+        assert err.value.info.code == "invalid_fact_key"
+    assert transport.calls == []
+    assert await store.head_seq(run) == 0
+
+
+async def test_liveio_hands_the_store_bytes_it_need_not_scan_again(store: Store) -> None:
+    # The store scans JSON fact payloads for secrets; LiveIo already did (canonical JSON), so
+    # it hands them over marked as checked (package-internal), and the store trusts the mark.
+    from mfm_store import _rules
+    from mfm_store.live_io import _canonical_payload
+
+    payload = _canonical_payload({"ok": "value"})
+    assert type(payload) is _rules.CheckedBytes
+    marked = _rules.CheckedBytes(b'{"password":1}')
+    assert _rules.check_artifact(ArtifactKind.FACT_PAYLOAD, marked) == bytes(marked)
+    with pytest.raises(Exception) as err:
+        _rules.check_artifact(ArtifactKind.FACT_PAYLOAD, bytes(marked))
+    assert err.value.info.code == "secrets_detected"  # type: ignore[attr-defined]
+    run = RunId.new()
+    io = live(store, run, Answering({"ok": "value"}))
+    assert (await io.call(IoCall("x", {}, fact_key="k"))).response == {"ok": "value"}
+    assert len(await io.random_bytes(32)) == 32
+    assert len(await store.facts(run)) == 2
+
+
 async def test_transport_error_propagates_unchanged_and_records_nothing(store: Store) -> None:
     run = RunId.new()
     boom = TransportError("upstream said no", retryable=True)

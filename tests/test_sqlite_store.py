@@ -559,3 +559,88 @@ async def test_verify_reports_progress_on_the_loop(tmp_path: Path) -> None:
     assert calls[0] == ("verify", 0, 2503)  # 2501 events, 1 artifact, 1 binding
     assert {phase for phase, _, _ in calls} == {"verify"}
     assert sum(n for _, n, _ in calls) == 2503
+
+
+async def test_a_put_of_stored_bytes_makes_them_young_again(tmp_path: Path) -> None:
+    # put an old orphan -> gc sees it -> put again -> gc keeps it -> it can be used.
+    path = tmp_path / "s.db"
+    run = RunId.new()
+    async with SqliteStore.open(path) as store:
+        pid = await store.put(ArtifactKind.FACT_PAYLOAD, b'{"n":1}')
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE artifacts SET created_ms = 0")  # put long ago, never used
+    conn.commit()
+    conn.close()
+    async with SqliteStore.open(path) as store:
+        assert (await store.gc(min_age_seconds=3600)).artifacts == [pid]
+        assert await store.put(ArtifactKind.FACT_PAYLOAD, b'{"n":1}') == pid
+        collected = await store.gc(apply=True, min_age_seconds=3600)
+        assert collected.artifacts == [] and collected.applied
+        assert (await store.bind_fact(run, "k", pid)).inserted
+        assert await store.get(pid) == b'{"n":1}'
+        assert (await store.verify()).ok
+
+
+async def test_an_event_naming_an_artifact_gc_removed_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    run = RunId.new()
+    async with SqliteStore.open(path) as store:
+        snap = await store.put(ArtifactKind.CONTEXT_SNAPSHOT, b"{}")
+        assert (await store.gc(apply=True, min_age_seconds=0)).artifacts == [snap]
+        with pytest.raises(StorageError) as err:
+            await store.append(run, 0, [EventEnvelope(run, 1, None, RunStarted("op", snap, snap))])
+        assert err.value.info.code == "artifact_not_found"
+        assert await store.head_seq(run) == 0 and (await store.verify()).ok
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+async def test_an_empty_file_is_not_an_mfm_store(tmp_path: Path, read_only: bool) -> None:
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    if read_only:
+        with pytest.raises(StorageError) as err:
+            await SqliteStore.open(path, read_only=True)
+        assert err.value.info.code == "not_an_mfm_store"
+        assert "empty" in str(err.value) and "migrat" not in str(err.value)
+        assert path.read_bytes() == b""
+    else:  # a writable open of an empty file creates the store, as SQLite does
+        async with SqliteStore.open(path) as store:
+            assert await store.list_runs() == []
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/zero"])
+@pytest.mark.parametrize("read_only", [True, False])
+async def test_a_device_is_not_an_mfm_store(device: str, read_only: bool) -> None:
+    with pytest.raises(StorageError) as err:
+        await SqliteStore.open(device, read_only=read_only)
+    assert err.value.info.code == "not_an_mfm_store"
+    assert device in str(err.value) and "not a regular file" in str(err.value)
+
+
+async def test_backup_onto_an_existing_path_is_destination_exists(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    taken = tmp_path / "taken"
+    taken.write_bytes(b"keep me")
+    async with SqliteStore.open(path) as store:
+        with pytest.raises(StorageError) as err:
+            await store.backup(taken)
+    assert err.value.info.code == "destination_exists"
+    assert taken.read_bytes() == b"keep me"
+
+
+async def test_disk_full_is_coded_and_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    run = RunId.new()
+    async with SqliteStore.open(path) as store:
+        await store.append(run, 0, [tick(run, 1)])
+        probe = sqlite3.connect(path)
+        pages = probe.execute("PRAGMA page_count").fetchone()[0]
+        probe.close()
+        # White box: SQLite answers SQLITE_FULL when a file may grow no further, as on a full
+        # disk; the store must classify it by its result code.
+        store._writer._conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # type: ignore[union-attr]
+        with pytest.raises(StorageError) as err:
+            await store.put(ArtifactKind.OUTPUT, os.urandom(64 * 1024))
+        assert err.value.info.code == "disk_full"
+        assert str(path) in str(err.value)
+        assert await store.head_seq(run) == 1

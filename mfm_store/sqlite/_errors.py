@@ -38,6 +38,11 @@ def is_busy(exc: BaseException) -> bool:
 
 def translate(exc: BaseException, where: str) -> BaseException:
     """Our error for ``exc`` (returned unchanged if it is already ours or not from sqlite3)."""
+    if isinstance(exc, UnicodeDecodeError):
+        # sqlite3 decodes TEXT columns as UTF-8: a damaged byte in one surfaces here.
+        bad = CorruptionError(f"{where}: a stored text is not valid UTF-8 ({exc}); run verify")
+        bad.__cause__ = exc
+        return bad
     if isinstance(exc, MfmError) or not isinstance(exc, sqlite3.Error):
         return exc
     text = str(exc)
@@ -66,5 +71,5 @@ def map_errors(where: str) -> Iterator[None]:
     """Re-raise sqlite3 errors as ``StorageError`` subclasses, ``from`` the original."""
     try:
         yield
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
         raise translate(exc, where) from exc

@@ -93,11 +93,18 @@ def verify_connection(conn: Any, version: int, quick: bool,
     ``tick(n)`` is called as rows are checked (artifacts, events, bindings; ``n`` at a time).
     An SQLite error while reading (a file too damaged to read) is reported, not raised.
     """
+    # Damaged text must be reported, not raised: it is read with its bad bytes escaped (and so
+    # fails every comparison and checksum).
+    conn.text_factory = _lenient_text
     conn.execute("BEGIN")
     try:
         return _Verifier(conn, version, tick).run(quick)
     finally:
         conn.execute("COMMIT")
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 class _Verifier:
@@ -126,6 +133,9 @@ class _Verifier:
                 step()
             except sqlite3.Error as exc:
                 self.add("sqlite", f"the file cannot be read: {exc}")
+            except (TypeError, ValueError, OverflowError) as exc:
+                # A column of the wrong type (a damaged record header) stops the step here.
+                self.add("row_type", f"a row cannot be checked: {exc!r}")
         if self.tick is not None and self.done % _TICK:
             self.tick(self.done % _TICK)
         return VerifyReport(self.problems, quick=quick, **self.counts)

@@ -196,6 +196,8 @@ class SqliteStore:
         pk, rid, op_id, status, head, created, updated, stored = row
         if self._v3 and cs.run_sum(pk, rid, op_id, status, head, created, updated) != stored:
             raise self._corrupt(f"the row of run {rid}")
+        if not isinstance(head, int):
+            raise self._corrupt(f"the row of run {rid}")
 
     # events
 
@@ -230,8 +232,11 @@ class SqliteStore:
 
     def _decode(self, run_id: RunId, rid: str, row: Sequence[Any]) -> EventEnvelope:
         seq, ts, kind, name, stored_sum, body = row
-        ok = (cs.event_sum(rid, seq, ts, kind, name, body) if self._v3
-              else cs.legacy_event_sum(seq, body)) == stored_sum
+        try:
+            ok = (cs.event_sum(rid, seq, ts, kind, name, body) if self._v3
+                  else cs.legacy_event_sum(seq, body)) == stored_sum
+        except (TypeError, ValueError, OverflowError):
+            ok = False  # a column of the wrong type: a damaged record
         if not ok:
             raise self._corrupt(f"event {seq} of run {run_id}")
         try:
@@ -297,8 +302,11 @@ class SqliteStore:
         if not rows:
             raise NotFoundError(f"artifact not found: {aid}")
         kind, size, stored_sum, data = rows[0]
-        ok = (cs.artifact_sum(aid, kind, size, data) if self._v3
-              else cs.legacy_artifact_sum(data)) == stored_sum
+        try:
+            ok = (cs.artifact_sum(aid, kind, size, data) if self._v3
+                  else cs.legacy_artifact_sum(data)) == stored_sum
+        except (TypeError, ValueError, OverflowError):
+            ok = False
         if not ok:
             raise self._corrupt(f"artifact {aid}")
         return bytes(data)
