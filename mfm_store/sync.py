@@ -25,6 +25,8 @@ is not read (that keeps a repeated sync at the cost of one heads query per side)
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -34,6 +36,7 @@ import attrs
 from . import _rules
 from .errors import (
     CODE_CORRUPTION,
+    CODE_DESTINATION_EXISTS,
     CODE_INVALID_ENVELOPES,
     CODE_INVALID_ID,
     CODE_NOT_FOUND,
@@ -63,6 +66,7 @@ __all__ = [
     "RunProblem",
     "SyncDivergedError",
     "SyncReport",
+    "copy_to_file",
     "pull",
     "push",
     "sync",
@@ -279,16 +283,17 @@ class _Sync:
         if not wanted:
             return
         sent: set[str] = set()
-        pending: list[asyncio.Future[ArtifactId]] = []
+        fetched: list[tuple[str, ArtifactKind, bytes]] = []
         size = 0
-        async for aid, kind, data in self._fetch(wanted, kinds):
-            pending.append(asyncio.ensure_future(self._put(aid, kind, data)))
-            sent.add(aid)
-            size += len(data)
+        # Read first, then put together: the puts then share one commit of the destination.
+        async for item in self._fetch(wanted, kinds):
+            fetched.append(item)
+            sent.add(item[0])
+            size += len(item[2])
             if size >= _PUT_BATCH_BYTES:
-                await self._settle(pending)
+                await self._put_all(fetched)
                 size = 0
-        await self._settle(pending)
+        await self._put_all(fetched)
         lacking = [a for a in wanted if a not in sent]
         if lacking:
             absent = min(lacking, key=first_seq.__getitem__)
@@ -305,13 +310,14 @@ class _Sync:
                                   f"{stored}; run verify on the source")
         return stored
 
-    @staticmethod
-    async def _settle(pending: list[asyncio.Future[ArtifactId]]) -> None:
-        """Wait for every put (one group commit where the store has it); first error wins."""
+    async def _put_all(self, items: list[tuple[str, ArtifactKind, bytes]]) -> None:
+        """Put every item at once (one group commit where the store has it); when some
+        fail, every put has ended before the first error is raised."""
         try:
-            results = await asyncio.gather(*pending, return_exceptions=True)
+            results = await asyncio.gather(*(self._put(*item) for item in items),
+                                           return_exceptions=True)
         finally:
-            pending.clear()
+            items.clear()
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -479,3 +485,34 @@ async def pull(local: Store, remote: Store, *, runs: Iterable[RunId | str] | Non
     :func:`push`, with the stores named in the same order."""
     return await sync(remote, local, runs=runs, progress=progress, full_check=full_check,
                       concurrency=concurrency)
+
+
+async def copy_to_file(src: Store, dest: str | os.PathLike[str], *,
+                       runs: Iterable[RunId | str] | None = None,
+                       progress: ProgressFn | None = None) -> SyncReport:
+    """Copy ``src``'s runs (all, or those of ``runs``) into a new SQLite file at ``dest``: a
+    compact file, each run's events stored together, that replays offline like a backup.
+
+    The runs are synced into a staging file beside ``dest``, which is then written out with
+    :meth:`SqliteStore.backup`: ``dest`` appears only once complete. Raises ``StorageError``
+    (``destination_exists``) if ``dest`` exists, and the first problem's error if a run could
+    not be copied (nothing at ``dest`` then).
+    """
+    from .sqlite import SqliteStore
+
+    target = os.fspath(dest)
+    if os.path.lexists(target):
+        raise StorageError(f"{target}: already exists; choose a new file",
+                           code=CODE_DESTINATION_EXISTS)
+    folder = os.path.dirname(os.path.abspath(target))
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".mfm-copy-") as tmp:
+        # The staging file is thrown away: durability comes from backup's own sync.
+        async with SqliteStore.open(os.path.join(tmp, "staging.db"),
+                                    durability="normal") as staging:
+            report = await sync(src, staging, runs=runs, progress=progress)
+            if report.problems:
+                first = report.problems[0]
+                raise StorageError(first.message, code=first.code,
+                                   details={"run_id": str(first.run_id), "seq": first.seq})
+            await staging.backup(target)
+    return report

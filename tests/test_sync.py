@@ -29,10 +29,10 @@ from mfm_store import (
     open_store,
 )
 from mfm_store.engine import ReplayOutcome, replay, start
-from mfm_store.errors import CODE_CONCURRENCY, NotFoundError
+from mfm_store.errors import CODE_CONCURRENCY, NotFoundError, StorageError
 from mfm_store.postgres import PostgresStore
 from mfm_store.sqlite import SqliteStore
-from mfm_store.sync import CODE_SYNC_DIVERGED, SyncReport, pull, push, sync
+from mfm_store.sync import CODE_SYNC_DIVERGED, SyncReport, copy_to_file, pull, push, sync
 from mfm_store.transfer import export_jsonl
 
 
@@ -380,6 +380,24 @@ async def test_a_pulled_file_replays_offline_as_the_source_run(tmp_path: Path) -
     source_run = await record(tmp_path / "direct.db")
     direct = await replay(tmp_path / "direct.db", source_run, recorded_plan())
     assert direct.outcome is replayed.outcome and direct.states_matched == 3
+
+
+async def test_copy_of_a_postgres_store_to_a_new_compact_file(tmp_path: Path) -> None:
+    async with open_store(pg_target()) as centre:
+        runs = await seed(centre, 4, 20)
+        result = await start(centre, recorded_plan(), {"start": 1},
+                             transports=CountingFactory(fail_first=1))
+        report = await copy_to_file(centre, tmp_path / "copy.db")
+        assert report.ok and report.runs_added == 5
+        with pytest.raises(StorageError) as caught:
+            await copy_to_file(centre, tmp_path / "copy.db", runs=runs[:1])
+        assert caught.value.info.code == "destination_exists"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db"]
+        async with SqliteStore.open(tmp_path / "copy.db", read_only=True) as copy:
+            await assert_same_runs(centre, copy, [*runs, result.run_id])
+            assert (await copy.verify()).ok
+    replayed = await replay(tmp_path / "copy.db", result.run_id, recorded_plan())
+    assert replayed.outcome is ReplayOutcome.IDENTICAL, str(replayed)
 
 
 # command line
