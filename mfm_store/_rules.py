@@ -12,9 +12,13 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import attrs
-
-from .canonical import json_contains_secrets, string_contains_secrets
+# The policy's own pieces: the secret policy has one definition, in ``canonical``.
+from .canonical import (
+    _ASCII_LOWER,
+    _SECRET_RE,
+    _looks_like_mnemonic,
+    string_contains_secrets,
+)
 from .errors import (
     CODE_CONCURRENCY,
     CODE_FACT_BINDING_CONFLICT,
@@ -174,6 +178,40 @@ def artifact_id_of(value: object) -> ArtifactId:
         raise StorageError(f"invalid artifact id: {_show(value)}", code=CODE_INVALID_ID) from None
 
 
+# Strings shorter than this cannot be a 12-word mnemonic (twelve letters, eleven spaces).
+_MNEMONIC_MIN = 23
+
+
+def _strings(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str):
+                out.append(k)
+            _strings(v, out)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _strings(v, out)
+
+
+def has_secrets(value: Any) -> bool:
+    """The canonical secret policy (``mfm_store.canonical``) over a JSON value, object keys
+    included, with one scan of all its strings joined: no needle contains the NUL separator,
+    so none can match across two strings. Only strings long enough to be a mnemonic are also
+    checked one by one."""
+    strings: list[str] = []
+    _strings(value, strings)
+    if not strings:
+        return False
+    joined = "\x00".join(strings)
+    # str.lower() equals the policy's A-Z-only folding on ASCII text, and is much faster.
+    folded = joined.lower() if joined.isascii() else joined.translate(_ASCII_LOWER)
+    if _SECRET_RE.search(folded) is not None:
+        return True
+    return any(len(s) >= _MNEMONIC_MIN and _looks_like_mnemonic(s) for s in strings)
+
+
 def _pairs(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     # Keep every member, duplicates too: a later duplicate must not hide an earlier secret.
     return pairs
@@ -204,7 +242,7 @@ def check_artifact(kind: object, data: object) -> bytes:
         raise invalid(f"{kind} artifact is nested too deeply to be checked for secrets"
                       ) from None
     try:
-        found = json_contains_secrets(value)
+        found = has_secrets(value)
     except RecursionError:
         raise invalid(f"{kind} artifact is nested too deeply to be checked for secrets"
                       ) from None
@@ -243,7 +281,6 @@ def check_envelopes(run_id: object, expected_seq: object,
     return run_id
 
 
-@attrs.define
 class EventScan:
     """What a batch of events does to its run, found by :func:`scan_events`.
 
@@ -252,10 +289,13 @@ class EventScan:
     ``op_id`` / ``status``: what the run takes (``None``: unchanged).
     """
 
-    bindings: dict[str, tuple[ArtifactId, int]] = attrs.Factory(dict)
-    refs: dict[str, int] = attrs.Factory(dict)
-    op_id: str | None = None
-    status: str | None = None
+    __slots__ = ("bindings", "op_id", "refs", "status")
+
+    def __init__(self) -> None:
+        self.bindings: dict[str, tuple[ArtifactId, int]] = {}
+        self.refs: dict[str, int] = {}
+        self.op_id: str | None = None
+        self.status: str | None = None
 
 
 def scan_events(run_id: RunId, envelopes: Sequence[EventEnvelope]) -> EventScan:
@@ -264,15 +304,14 @@ def scan_events(run_id: RunId, envelopes: Sequence[EventEnvelope]) -> EventScan:
     Refuses (nothing written): secrets in a domain event's name or payload or in a failure's
     message or details (``secrets_detected``); a ``fact_recorded`` event whose payload is not
     exactly ``{"key": fact key, "payload_id": artifact id, "meta": JSON}`` (``meta`` may be
-    absent, as in streams imported from elsewhere)
-    (``invalid_envelopes``); two bindings of one key to different payloads
-    (``fact_binding_conflict``).
+    absent, as in streams imported from elsewhere) (``invalid_envelopes``); two bindings of
+    one key to different payloads (``fact_binding_conflict``).
     """
     scan = EventScan()
     for env in envelopes:
         event, seq = env.event, env.seq
         if type(event) is DomainEvent:
-            if string_contains_secrets(event.name) or json_contains_secrets(event.payload):
+            if has_secrets([event.name, event.payload]):
                 raise StorageError(f"event {seq} of run {run_id} contained secrets "
                                    f"{SECRETS_MESSAGE}", code=CODE_SECRETS_DETECTED)
             if event.name == DOMAIN_FACT_RECORDED:
@@ -282,9 +321,12 @@ def scan_events(run_id: RunId, envelopes: Sequence[EventEnvelope]) -> EventScan:
                 elif scan.bindings[key][0] != pid:
                     raise binding_conflict(run_id, key, scan.bindings[key][0], pid)
                 scan.refs.setdefault(pid, seq)
-        elif type(event) is StateFailed:
+            if event.payload_ref is not None:
+                scan.refs.setdefault(event.payload_ref, seq)
+            continue
+        if type(event) is StateFailed:
             info = event.error.info
-            if string_contains_secrets(info.message) or json_contains_secrets(info.details):
+            if has_secrets([info.message, info.details]):
                 raise StorageError(f"event {seq} of run {run_id}: failure message or details "
                                    f"contained secrets {SECRETS_MESSAGE}",
                                    code=CODE_SECRETS_DETECTED)
