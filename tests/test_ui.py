@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers.browser import MARKUP_IMG, MARKUP_SCRIPT, inspector, write_markup_run
 
 from mfm_store import (
     ArtifactKind,
@@ -35,7 +36,6 @@ from mfm_store.events import RunCompleted, RunStarted, RunStatus, StateCompleted
 from mfm_store.sqlite import SqliteStore
 from mfm_store.ui import InspectorApp, create_app
 from mfm_store.ui._model import build_run, json_diff
-from tests.helpers.browser import MARKUP_IMG, MARKUP_SCRIPT, inspector, write_markup_run
 
 HOST = "127.0.0.1:8765"
 SNAP = "0" * 64

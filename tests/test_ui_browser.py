@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from mfm_store import SqliteStore
-from tests.helpers.browser import (
+from helpers.browser import (
     MARKUP_IMG,
     MARKUP_SCRIPT,
     Inspector,
@@ -27,6 +25,8 @@ from tests.helpers.browser import (
     inspector,
     write_markup_run,
 )
+
+from mfm_store import SqliteStore
 
 
 def _listing(folder: Path) -> dict[str, str]:
