@@ -23,6 +23,7 @@ from helpers.browser import (
     Inspector,
     chromium,
     inspector,
+    live_writer,
     write_markup_run,
 )
 
@@ -182,6 +183,26 @@ def test_foreign_host_is_refused(session: Session) -> None:
     assert get(f"127.0.0.1:{session.server.port + 1}")[0] == 403
     assert get(f"127.0.0.1:{session.server.port}")[0] == 200
     assert get(f"localhost:{session.server.port}")[0] == 200
+
+
+def test_an_open_run_page_reloads_when_events_land(session: Session,
+                                                   tmp_path: Path) -> None:
+    db = tmp_path / "live.db"
+    with live_writer(db) as (writer, run), inspector(db) as server:
+        page = session.browser.new_page()
+        page.goto(f"{server.url}runs/{run}")
+        assert page.locator("li.attempt.open").count() == 1
+        assert "reloads when new events land" in page.inner_text("#live")
+        assert writer.stdin is not None and writer.stdout is not None
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        assert writer.stdout.readline().strip() == "done"
+        # The page's script sees the head move and reloads: no action from the test.
+        page.locator("li.attempt.crashed").wait_for(timeout=15_000)
+        assert page.locator("h1 .badge").inner_text() == "completed"
+        assert "reused from the file" in page.inner_text("li.attempt.completed")
+        page.close()
+        writer.stdin.close()
 
 
 def test_ctrl_c_stops_and_the_files_are_unchanged(session: Session) -> None:

@@ -142,3 +142,57 @@ def json_bytes(value: Any) -> bytes:
     import json
 
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+def live_writer_main(path: str) -> None:
+    """A writer process for the live-page test: starts a run (one open attempt, one fact),
+    prints its id, waits for a line on stdin, then resumes and finishes the run and prints
+    ``done``; keeps the file open until stdin closes."""
+    import asyncio
+
+    async def main() -> None:
+        from mfm_store import ArtifactKind, EventEnvelope, RunId
+        from mfm_store.events import (
+            RunCompleted,
+            RunStarted,
+            RunStatus,
+            StateCompleted,
+            StateEntered,
+        )
+        from mfm_store.sqlite import SqliteStore
+
+        run = RunId.new()
+        async with SqliteStore.open(path) as store:
+            snap = await store.put(ArtifactKind.CONTEXT_SNAPSHOT, b"{}")
+            await store.append(run, 0, [EventEnvelope(run, 1, None, RunStarted("live", snap, snap)),
+                                        EventEnvelope(run, 2, None,
+                                                      StateEntered("live.main.a", 0, snap))])
+            await store.record_fact(run, "answer", b'{"ok":true}')
+            print(run, flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+            await store.append(run, 3, [
+                EventEnvelope(run, 4, None, StateEntered("live.main.a", 1, snap)),
+                EventEnvelope(run, 5, None, StateCompleted("live.main.a", snap)),
+                EventEnvelope(run, 6, None, RunCompleted(RunStatus.COMPLETED, snap))])
+            print("done", flush=True)
+            await asyncio.to_thread(sys.stdin.read)
+
+    asyncio.run(main())
+
+
+@contextmanager
+def live_writer(path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run :func:`live_writer_main` in a child process; yields it and the run id."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); "
+            f"from helpers.browser import live_writer_main; live_writer_main({str(path)!r})")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        yield proc, proc.stdout.readline().strip()
+    finally:
+        if proc.stdin is not None and not proc.stdin.closed:
+            proc.stdin.close()
+        if proc.stdout is not None:
+            proc.stdout.read()
+        proc.wait(timeout=30)
