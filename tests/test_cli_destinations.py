@@ -127,6 +127,9 @@ def test_a_fifo_destination_is_written_through_not_replaced(db: Path, tmp_path: 
     assert result.returncode == 0, err(result)
     assert received == cli("export", "--db", db).stdout
     assert fifo.is_fifo()
+    piped = cli("artifact", FACT_ID, "--db", db, "-o", "/dev/stdout")
+    assert piped.returncode == 0, err(piped)
+    assert piped.stdout == FACT_PAYLOAD
 
 
 def _writing_into(pid: int, folder: Path) -> bool:

@@ -173,9 +173,9 @@ def _resolve_destination(name: str | Path, db: Path | None,
         mode = os.stat(dest).st_mode
     except FileNotFoundError:
         return new_file_target(name), False
-    target = Path(os.path.realpath(dest))
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
-        return target, True
+        return dest, True  # by its own name: /dev/stdout resolves to a pipe's pseudo-path
+    target = Path(os.path.realpath(dest))
     if not stat.S_ISREG(mode):
         raise CliError(f"{dest}: is {file_kind(mode)}; give a file path", EXIT_PROBLEM,
                        CODE_INVALID_DESTINATION)
