@@ -190,3 +190,24 @@ def test_a_failed_export_leaves_nothing_behind(db: Path, tmp_path: Path) -> None
         assert failed.returncode == 3
         assert_one_line_error(failed, "storage_corruption")
     assert listing(out_dir) == {"old.jsonl": b"previous export"}
+
+
+def test_without_unnamed_files_a_named_temp_file_is_used_and_removed(db: Path,
+                                                                     tmp_path: Path) -> None:
+    """Where O_TMPFILE is missing (macOS, some file systems): a hidden named temp file."""
+    script = ("import os, sys\ndel os.O_TMPFILE\nfrom mfm_store.cli import main\n"
+              "raise SystemExit(main(sys.argv[1:]))")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-c", script, *map(str, args)],
+                              capture_output=True, timeout=60, env=env())
+
+    dest = out_dir / "dump.jsonl"
+    assert run("export", "--db", db, "-o", dest).returncode == 0
+    assert dest.read_bytes() == cli("export", "--db", db).stdout
+    assert oct(dest.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    assert run("export", "--db", db, "-o", dest).returncode == 1
+    assert run("artifact", "f" * 64, "--db", db, "-o", out_dir / "x", "--force").returncode == 4
+    assert sorted(p.name for p in out_dir.iterdir()) == ["dump.jsonl"]

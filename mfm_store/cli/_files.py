@@ -191,18 +191,33 @@ def _unnamed_temp(folder: Path) -> int | None:
     if flag is None or not os.path.isdir("/proc/self/fd"):
         return None
     try:
-        return os.open(folder, flag | os.O_WRONLY, 0o666)
+        return os.open(folder, flag | os.O_RDWR, 0o666)
     except OSError:
         return None
 
 
-def _link_unnamed(fd: int, name: Path) -> None:
-    """Give the unnamed file ``fd`` the name ``name``."""
+def _name_unnamed(stream: IO[bytes], target: Path) -> Path:
+    """A name in ``target``'s folder for the complete unnamed file behind ``stream``."""
+    name = sibling_name(target, ".partial")
     folder = os.open(name.parent, os.O_RDONLY)
     try:
         # With a folder fd, os.link calls linkat(AT_SYMLINK_FOLLOW), which links the file
         # behind /proc/self/fd/N; a plain link() would try to link the magic link itself.
-        os.link(f"/proc/self/fd/{fd}", name.name, dst_dir_fd=folder)
+        os.link(f"/proc/self/fd/{stream.fileno()}", name.name, dst_dir_fd=folder)
+        return name
+    except OSError:  # linkat refused (some file systems, some security modules): copy
+        fd, name = _named_temp(target)
+        try:
+            with os.fdopen(fd, "wb") as copy:
+                os.lseek(stream.fileno(), 0, os.SEEK_SET)
+                while chunk := os.read(stream.fileno(), 1 << 20):
+                    copy.write(chunk)
+                copy.flush()
+                os.fsync(copy.fileno())
+        except BaseException:
+            name.unlink(missing_ok=True)
+            raise
+        return name
     finally:
         os.close(folder)
 
@@ -240,8 +255,7 @@ def output_file(dest: str | Path, *, force: bool,
             stream.flush()
             os.fsync(stream.fileno())
             if temp is None:
-                temp = sibling_name(target, ".partial")
-                _link_unnamed(stream.fileno(), temp)
+                temp = _name_unnamed(stream, target)
         place_new_file(temp, target, force=force)
     finally:
         if temp is not None:
