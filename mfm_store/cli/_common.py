@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from ..errors import CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW, CorruptionError, MfmError
+from ..errors import (
+    CODE_NOT_A_DATABASE,
+    CODE_SCHEMA_TOO_NEW,
+    CODE_STORE_NEEDS_RECOVERY,
+    CODE_STORE_UNAVAILABLE,
+    CorruptionError,
+    MfmError,
+)
 from ..ids import RunId
 from ..sqlite import SqliteStore
 from ..transfer import CODE_EXPORT_MALFORMED, CODE_RUN_NOT_FOUND, ProgressFn
@@ -57,7 +64,7 @@ _I64_MAX = 2**63 - 1
 CODE_STORE_NOT_FOUND = "store_not_found"
 CODE_USAGE = "usage"
 _FILE_CODES = {CODE_STORE_NOT_FOUND, CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW,
-               CODE_EXPORT_MALFORMED}
+               CODE_STORE_NEEDS_RECOVERY, CODE_STORE_UNAVAILABLE, CODE_EXPORT_MALFORMED}
 _NOT_FOUND_CODES = {CODE_RUN_NOT_FOUND, "artifact_not_found"}
 
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
