@@ -330,3 +330,14 @@ async def test_export_is_byte_identical_and_imports_into_either_backend(
         await export_jsonl(pg, again)
         assert again.getvalue() == exports[0]
         assert (await pg.verify()).ok
+
+
+async def test_missing_answers_for_many_ids_at_once() -> None:
+    async with PostgresStore.open(pg_dsn(), schema=new_schema()) as store:
+        have = await store.put(ArtifactKind.OUTPUT, b"here")
+        absent = ["c" * 64, "d" * 64]
+        assert await store.missing([have, *absent]) == set(absent)
+        assert await store.missing([]) == set()
+        with pytest.raises(StorageError) as err:
+            await store.missing(["not an id"])
+        assert err.value.info.code == "invalid_id"

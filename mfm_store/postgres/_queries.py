@@ -157,6 +157,7 @@ ARTIFACT_INSERT = (
 )
 ARTIFACT_GET = "SELECT kind, size, checksum, data FROM artifacts WHERE id = %s"
 ARTIFACT_EXISTS = "SELECT 1 FROM artifacts WHERE id = %s"
+ARTIFACTS_PRESENT = "SELECT id FROM artifacts WHERE id = ANY(%s::text[])"
 ARTIFACT_KIND = "SELECT kind FROM artifacts WHERE id = %s"
 ARTIFACT_META = "SELECT id, kind, size, created_ms FROM artifacts ORDER BY id"
 

@@ -392,6 +392,15 @@ class PostgresStore:
         aid = _rules.artifact_id_of(artifact_id)
         return bool(await self._fetchall(q.ARTIFACT_EXISTS, (aid,)))
 
+    async def missing(self, artifact_ids: Iterable[ArtifactId]) -> set[ArtifactId]:
+        """Those of ``artifact_ids`` the store lacks, in one round trip (sync asks this)."""
+        self._check_open()
+        wanted = {_rules.artifact_id_of(a) for a in artifact_ids}
+        if not wanted:
+            return set()
+        rows = await self._fetchall(q.ARTIFACTS_PRESENT, (sorted(wanted),))
+        return wanted - {ArtifactId(r[0]) for r in rows}
+
     async def iter_artifacts(self, ids: Iterable[str] | None = None
                              ) -> AsyncIterator[tuple[ArtifactId, ArtifactKind, bytes]]:
         """Every artifact (or those of ``ids`` the store holds) as ``(id, kind, bytes)``, in
