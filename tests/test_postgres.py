@@ -227,6 +227,7 @@ async def test_flipped_bytes_are_found_by_reads_and_verify(
             await admin.execute(f"UPDATE {schema}.fact_bindings SET fact_key = 'j'")
         await admin.execute(f"UPDATE {schema}.runs SET status = 'failed', op_id = 'x',"
                             " head_seq = 9")
+        await admin.execute(f"ALTER TABLE {schema}.events DISABLE TRIGGER events_append_only")
         with pytest.raises(CorruptionError):
             await store.get(pid)
         with pytest.raises(CorruptionError):
@@ -236,7 +237,7 @@ async def test_flipped_bytes_are_found_by_reads_and_verify(
         report = await store.verify()
         kinds = {p.kind for p in report.problems}
         assert {"artifact_checksum", "artifact_hash", "event_checksum", "binding_checksum",
-                "head_mismatch", "run_status", "run_op_id"} <= kinds, str(report)
+                "head_mismatch", "run_status", "run_op_id", "schema"} <= kinds, str(report)
 
 
 async def test_killed_connections_give_coded_errors_and_the_pool_recovers(

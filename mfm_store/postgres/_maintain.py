@@ -52,6 +52,11 @@ async def _verify(conn: Conn, tick: Callable[[int], None] | None) -> VerifyRepor
         if tick is not None and done % _TICK == 0:
             tick(_TICK)
 
+    cur = await conn.execute(q.SCHEMA_OBJECTS)
+    found = {(kind, name) for kind, name in await cur.fetchall()}
+    for kind, name in sorted(q.EXPECTED_OBJECTS - found):
+        problems.append(Problem(kind="schema", message=f"{kind} {name} is missing or disabled"))
+
     artifact_ids: set[str] = set()
     n_artifacts = 0
     async for aid, kind, size, stored_sum, data in _rows(conn, "mfm_verify_artifacts",

@@ -161,6 +161,19 @@ ARTIFACTS_PRESENT = "SELECT id FROM artifacts WHERE id = ANY(%s::text[])"
 ARTIFACT_KIND = "SELECT kind FROM artifacts WHERE id = %s"
 ARTIFACT_META = "SELECT id, kind, size, created_ms FROM artifacts ORDER BY id"
 
+# The schema's own objects (tables, views, triggers) as (kind, name).
+SCHEMA_OBJECTS = (
+    "SELECT CASE c.relkind WHEN 'v' THEN 'view' ELSE 'table' END, c.relname FROM pg_class AS c"
+    " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'v', 'p')"
+    " UNION ALL SELECT 'trigger', t.tgname FROM pg_trigger AS t JOIN pg_class AS c"
+    " ON c.oid = t.tgrelid WHERE c.relnamespace = current_schema()::regnamespace"
+    " AND NOT t.tgisinternal AND t.tgenabled <> 'D'"
+)
+EXPECTED_OBJECTS = frozenset({
+    ("table", "mfm_meta"), ("table", "runs"), ("table", "events"), ("table", "fact_bindings"),
+    ("table", "artifacts"), ("view", "event_log"), ("trigger", "events_append_only"),
+    ("trigger", "fact_bindings_append_only"),
+})
 VERIFY_RUNS = "SELECT run_pk, run_id, op_id, status, head_seq FROM runs ORDER BY run_pk"
 VERIFY_EVENTS = (
     "SELECT run_pk, seq, ts_millis, kind, name, checksum, body FROM events ORDER BY run_pk, seq"
