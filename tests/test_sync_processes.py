@@ -71,7 +71,7 @@ async def test_sync_killed_at_random_moments_then_completed(tmp_path: Path,
             if not line.startswith(b"copied"):
                 break
         if line.startswith(b"done"):
-            proc.wait()
+            proc.communicate(timeout=60)
             break
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
