@@ -158,14 +158,16 @@ def _median(rows: list[dict[str, float]], field: str) -> float:
 
 
 def summary(result: dict[str, Any]) -> str:
-    lines = ["| tasks | bare ms/call | recorded ms/call | ratio (median, min-max) "
+    lines = ["| tasks | bare ms/call (CPU) | recorded ms/call (CPU) | ratio (median, min-max) "
              "| added ms/call | added CPU ms/call |", "|---:|---:|---:|---|---:|---:|"]
     for case in result["cases"].values():
         rows = case["rounds"]
         ratios = [r["ratio"] for r in rows]
         lines.append(
             f"| {case['tasks']} | {_median(rows, 'bare') * 1000:.3f} "
+            f"({_median(rows, 'bare_cpu') * 1000:.3f}) "
             f"| {_median(rows, 'recorded') * 1000:.3f} "
+            f"({_median(rows, 'recorded_cpu') * 1000:.3f}) "
             f"| {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) "
             f"| {_median(rows, 'added_ms'):.3f} | {_median(rows, 'added_cpu_ms'):.3f} |")
     lines.append(f"\nOne durable commit of a tiny fact alone (record_fact, full): "
