@@ -13,7 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.cli import assert_one_line_error, cli, env, err, listing, make_store, read
+from helpers.cli import (
+    assert_one_line_error,
+    cli,
+    cli_all,
+    env,
+    err,
+    listing,
+    make_store,
+    read,
+)
 
 FACT_PAYLOAD = b'{"price":12}'
 FACT_ID = hashlib.sha256(FACT_PAYLOAD).hexdigest()
@@ -64,15 +73,15 @@ def test_nothing_is_ever_written_onto_the_database(db: Path, tmp_path: Path) -> 
     os.symlink(db, tmp_path / "link.db")
     os.link(db, tmp_path / "hard.db")
     before = db.read_bytes()
-    targets: list[str | Path] = [db, "runs.db", "./runs.db", tmp_path / "link.db",
-                                 tmp_path / "hard.db", f"{db}-wal", f"{db}-shm",
-                                 f"{db}-journal"]
-    for target in targets:
-        for force in ([], ["--force"]):
-            for command in (["export"], ["artifact", FACT_ID]):
-                result = cli(*command, "--db", db, "-o", target, *force, cwd=tmp_path)
-                assert result.returncode == 1, (command, target, force)
-                assert_one_line_error(result, "destination_is_database")
+    targets: list[str | Path] = [db, "./runs.db", tmp_path / "link.db", tmp_path / "hard.db",
+                                 f"{db}-wal", f"{db}-shm", f"{db}-journal"]
+    commands: list[list[str | Path]] = [
+        [*command, "--db", db, "-o", target, *force] for target in targets
+        for command, force in ((["export"], []), (["export"], ["--force"]),
+                               (["artifact", FACT_ID], ["--force"]))]
+    for result in cli_all(*commands, cwd=tmp_path):
+        assert result.returncode == 1, result.args
+        assert_one_line_error(result, "destination_is_database")
     backup = cli("backup", "--db", db, f"{db}-wal")
     assert backup.returncode == 1
     assert_one_line_error(backup, "destination_is_database")
