@@ -195,4 +195,5 @@ def live_writer(path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
             proc.stdin.close()
         if proc.stdout is not None:
             proc.stdout.read()
+            proc.stdout.close()
         proc.wait(timeout=30)
