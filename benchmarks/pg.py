@@ -14,6 +14,10 @@ Measured, in one run, ratios first (absolute figures drift on a shared machine):
   ratio), with the p99 latency of one append under 100 tasks.
 - ``round_trips``: client-server round trips per append, per ``record_fact`` and per
   ``bind_fact``, counted from libpq's own protocol trace of the store's one connection.
+- ``facts``: ``LiveIo`` recording a fact (payload, binding and event in one durable write),
+  1 task and 100 tasks on their own runs, against ``eventsourcing``'s PostgreSQL recorder
+  storing one event per transaction (1 thread and 100 threads; its API is blocking), when
+  ``eventsourcing`` is installed (the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -186,6 +190,108 @@ async def append_concurrent(dsn: str, per_task: int, rounds: int,
             "rounds": rounds, "pool_size": pool_size}
 
 
+class _InstantTransport:
+    """Answers at once from the request: the IO costs nothing."""
+
+    async def call(self, call: Any) -> Any:
+        return {"price": call.request["i"] * 7 + 1, "currency": "EUR"}
+
+
+def _live_io(store: PostgresStore, run: RunId) -> Any:
+    from mfm_store import FactIndex, LiveIo, StateId, StoreFactRecorder
+
+    return LiveIo(run, StateId("bench.main.fetch"), 0, store, FactIndex(),
+                  StoreFactRecorder(store, run), _InstantTransport())
+
+
+async def _ours_facts(store: PostgresStore, tasks: int, per_task: int) -> float:
+    from mfm_store import IoCall
+
+    plans = [(_live_io(store, RunId.new()),
+              [IoCall("bench.quotes", {"i": i}, fact_key=f"quote:{i}") for i in range(per_task)])
+             for _ in range(tasks)]
+
+    async def worker(io: Any, calls: list[Any]) -> None:
+        for call in calls:
+            await io.call(call)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(io, calls) for io, calls in plans))
+    return tasks * per_task / (time.perf_counter() - start)
+
+
+def _es_facts(recorder: Any, tasks: int, per_task: int) -> float:
+    """eventsourcing's recorder: one stored event per ``insert_events`` (one transaction)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from eventsourcing.persistence import StoredEvent
+
+    state = json.dumps({"key": "quote:0", "payload": {"price": 8, "currency": "EUR"}}).encode()
+
+    def worker(_t: int) -> None:
+        originator = uuid.uuid4()
+        for v in range(1, per_task + 1):
+            recorder.insert_events([StoredEvent(originator_id=originator, originator_version=v,
+                                                topic="benchmarks:Fact", state=state)])
+
+    start = time.perf_counter()
+    if tasks == 1:
+        worker(0)
+    else:
+        with ThreadPoolExecutor(tasks) as pool:
+            list(pool.map(worker, range(tasks)))
+    return tasks * per_task / (time.perf_counter() - start)
+
+
+async def facts_vs_eventsourcing(dsn: str, per_task: int, rounds: int,
+                                 pool_size: int) -> dict[str, Any]:
+    """LiveIo fact recording (payload, binding and event in one durable write) against
+    eventsourcing's PostgreSQL recorder storing one event per transaction, same server, same
+    pool size; 1 task and 100 tasks (threads for eventsourcing, whose API is blocking)."""
+    try:
+        from eventsourcing.postgres import PostgresAggregateRecorder, PostgresDatastore
+    except ImportError as exc:
+        return {"skipped": f"eventsourcing is not installed ({exc.name})"}
+    from psycopg.conninfo import conninfo_to_dict
+
+    parts = conninfo_to_dict(dsn)
+    schema = _schema()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+    datastore = PostgresDatastore(str(parts.get("dbname") or "postgres"),
+                                  str(parts.get("host") or "localhost"),
+                                  str(parts.get("port") or 5432),
+                                  str(parts.get("user") or "postgres"),
+                                  str(parts.get("password") or ""), pool_size=pool_size,
+                                  max_overflow=0, max_waiting=200, schema=schema)
+    recorder = PostgresAggregateRecorder(datastore, events_table_name="stored_events")
+    recorder.create_table()
+    rates: dict[str, list[float]] = {"ours_1": [], "es_1": [], "ours_100": [], "es_100": []}
+    try:
+        async with PostgresStore.open(dsn, schema=_schema(), pool_size=pool_size) as store:
+            await _ours_facts(store, 100, 1)  # warm the pool up to its size
+            await asyncio.to_thread(_es_facts, recorder, 100, 1)
+            for r in range(rounds):
+                order = ["ours", "es"] if r % 2 else ["es", "ours"]
+                for tasks, n in ((1, per_task * 4), (100, per_task)):
+                    for side in order:
+                        if side == "ours":
+                            rates[f"ours_{tasks}"].append(await _ours_facts(store, tasks, n))
+                        else:
+                            rates[f"es_{tasks}"].append(
+                                await asyncio.to_thread(_es_facts, recorder, tasks, n))
+    finally:
+        datastore.close()
+    out: dict[str, Any] = {k: round(statistics.median(v)) for k, v in rates.items()}
+    for tasks in (1, 100):
+        ratios = [o / e for o, e in zip(rates[f"ours_{tasks}"], rates[f"es_{tasks}"],
+                                         strict=True)]
+        out[f"ratio_{tasks}"] = round(statistics.median(ratios), 2)
+        out[f"ratio_{tasks}_range"] = [round(min(ratios), 2), round(max(ratios), 2)]
+    out["pool_size"] = pool_size
+    return out
+
+
 def _round_trips(trace: str) -> int:
     """Frontend-to-backend turns in a libpq trace: each is one round trip."""
     trips, last = 0, ""
@@ -275,6 +381,8 @@ async def run_all(dsn: str, appends: int, rounds: int, pool_size: int) -> dict[s
     results["append_seq"] = await append_seq(dsn, appends)
     results["append_concurrent"] = await append_concurrent(dsn, max(appends // 200, 3), rounds,
                                                            pool_size)
+    results["facts"] = await facts_vs_eventsourcing(dsn, max(appends // 200, 3), rounds,
+                                                    pool_size)
     return results
 
 

@@ -342,3 +342,20 @@ async def test_missing_answers_for_many_ids_at_once() -> None:
         with pytest.raises(StorageError) as err:
             await store.missing(["not an id"])
         assert err.value.info.code == "invalid_id"
+
+
+async def test_a_put_of_stored_bytes_makes_them_young_again(
+        admin: psycopg.AsyncConnection[Any]) -> None:
+    schema, run = new_schema(), RunId.new()
+    async with PostgresStore.open(pg_dsn(), schema=schema) as store:
+        old = await store.put(ArtifactKind.OUTPUT, b'{"n":1}')
+        await admin.execute(f"UPDATE {schema}.artifacts SET created_ms = 0")  # long ago
+        assert (await store.gc(min_age_seconds=60)).artifacts == [old]
+        assert await store.put(ArtifactKind.OUTPUT, b'{"n":1}') == old
+        assert (await store.gc(min_age_seconds=60)).artifacts == []
+        await admin.execute(f"UPDATE {schema}.artifacts SET created_ms = 0")
+        assert (await store.record_fact(run, "k", b'{"n":1}')).inserted  # stored bytes again
+        await store.append(run, 1, [EventEnvelope(run, 2, None, DomainEvent("x", {}))])
+        assert (await store.gc(min_age_seconds=60)).artifacts == []
+        cur = await admin.execute(f"SELECT created_ms > 0 FROM {schema}.artifacts")
+        assert await cur.fetchone() == (True,)

@@ -101,8 +101,9 @@ _BIND_CHECKS = (
 _BIND_WRITES = (
     " art AS (INSERT INTO artifacts (id, kind, size, checksum, created_ms, data)"
     "  SELECT %(pid)s, %(akind)s, %(asize)s, %(asum)s, %(now)s, %(data)s::bytea FROM moved"
-    "  WHERE %(has_data)s ON CONFLICT (id) DO UPDATE SET created_ms = excluded.created_ms"
-    "  WHERE excluded.created_ms > artifacts.created_ms),"
+    "  WHERE %(has_data)s ON CONFLICT (id) DO NOTHING),"
+    " aged AS (UPDATE artifacts SET created_ms = %(now)s FROM moved"
+    "  WHERE %(has_data)s AND id = %(pid)s AND created_ms < %(now)s - 1000),"
     " ev AS (INSERT INTO events (run_pk, seq, ts_millis, kind, name, checksum, body)"
     "  SELECT run_pk, %(seq)s, NULL, 'Domain', 'fact_recorded', %(sum)s, %(body)s FROM moved),"
     " fb AS (INSERT INTO fact_bindings (run_pk, fact_key, payload_id, seq, checksum)"
@@ -148,12 +149,16 @@ BINDINGS_OF_RUN = (
     " JOIN runs AS r USING (run_pk) WHERE r.run_id = %s"
 )
 
+# A put of stored bytes makes them young again: gc counts age from the last put. The refresh
+# is a plain UPDATE of rows older than a second, not ON CONFLICT DO UPDATE, which would lock
+# the row even when nothing changes: writers of the same popular bytes (one fact answer in
+# many runs) would then wait for each other's commits.
 ARTIFACT_INSERT = (
-    "INSERT INTO artifacts (id, kind, size, checksum, created_ms, data)"
-    " VALUES (%s, %s, %s, %s, %s, %s)"
-    # A put of stored bytes makes them young again: gc counts age from the last put.
-    " ON CONFLICT (id) DO UPDATE SET created_ms = excluded.created_ms"
-    " WHERE excluded.created_ms > artifacts.created_ms"
+    "WITH ins AS (INSERT INTO artifacts (id, kind, size, checksum, created_ms, data)"
+    " VALUES (%(id)s, %(kind)s, %(size)s, %(sum)s, %(now)s, %(data)s)"
+    " ON CONFLICT (id) DO NOTHING RETURNING 1)"
+    " UPDATE artifacts SET created_ms = %(now)s WHERE id = %(id)s"
+    " AND created_ms < %(now)s - 1000 AND NOT EXISTS (SELECT 1 FROM ins)"
 )
 ARTIFACT_GET = "SELECT kind, size, checksum, data FROM artifacts WHERE id = %s"
 ARTIFACT_EXISTS = "SELECT 1 FROM artifacts WHERE id = %s"

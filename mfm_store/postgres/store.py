@@ -371,9 +371,10 @@ class PostgresStore:
         self._writable()
         text = str(kind)
         async with self._conn(writing=True) as conn:
-            await conn.execute(q.ARTIFACT_INSERT, (
-                aid, text, len(data), cs.artifact_sum(aid, text, len(data), data),
-                _rules.now_millis(), data))
+            await conn.execute(q.ARTIFACT_INSERT, {
+                "id": aid, "kind": text, "size": len(data),
+                "sum": cs.artifact_sum(aid, text, len(data), data),
+                "now": _rules.now_millis(), "data": data})
         return ArtifactId(aid)
 
     async def get(self, artifact_id: ArtifactId) -> bytes:

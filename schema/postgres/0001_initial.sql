@@ -25,12 +25,17 @@ CREATE TABLE runs (
     updated_ms  bigint  NOT NULL
 ) WITH (fillfactor = 50);
 
+-- events.run_pk and fact_bindings.run_pk name a runs row. As in the SQLite file (whose
+-- REFERENCES clauses SQLite does not enforce by default), no foreign key checks them: each
+-- would cost a row-locking lookup of the run per inserted row, and every write already
+-- creates or moves its run's row in the same statement; verify reports orphans.
+
 -- The event streams. body = CBOR of the event's interchange form; kind = the event variant
 -- ('RunStarted', ..., or 'Domain') and name = the domain event name; checksum = the SQLite
 -- file's version-3 row checksum (xxh3-64 of body, seeded with the xxh3 of the row's run_id,
 -- seq, ts_millis, kind and name; signed 64-bit), computed by the library.
 CREATE TABLE events (
-    run_pk      bigint  NOT NULL REFERENCES runs (run_pk),
+    run_pk      bigint  NOT NULL,
     seq         bigint  NOT NULL,
     ts_millis   bigint,
     kind        text    NOT NULL,
@@ -44,7 +49,7 @@ CREATE TABLE events (
 -- and host. seq is the seq of the binding's fact_recorded event; checksum covers the run's
 -- UUID, fact_key, payload_id and seq.
 CREATE TABLE fact_bindings (
-    run_pk      bigint  NOT NULL REFERENCES runs (run_pk),
+    run_pk      bigint  NOT NULL,
     fact_key    text    NOT NULL,
     payload_id  text    NOT NULL,
     seq         bigint  NOT NULL,
