@@ -133,6 +133,12 @@ class EventStore(Protocol):
         to a different payload. In every error case nothing is written. A ``fact_recorded``
         event binding its key (first time, or again to the same payload) updates the bindings
         in the same transaction.
+
+        Also refused, nothing written: a secret in a domain event's name or payload or in a
+        failure's message or details (``secrets_detected``); a ``fact_recorded`` payload other
+        than ``{"key", "payload_id", "meta"}`` with a valid key and id (``invalid_envelopes``);
+        an event naming an artifact the store does not hold (``NotFoundError``
+        ``artifact_not_found``, checked in the same transaction).
         """
         ...
 
@@ -156,7 +162,12 @@ class ArtifactStore(Protocol):
     """Content-addressed blobs: the id is the SHA-256 of the bytes."""
 
     async def put(self, kind: ArtifactKind, data: bytes) -> ArtifactId:
-        """Store ``data`` once and return its id; idempotent; the first kind is kept."""
+        """Store ``data`` once and return its id; idempotent; the first kind is kept.
+
+        ``data`` must be bytes-like (``invalid_argument``). An artifact of a JSON kind whose
+        bytes parse as JSON is refused if it holds a secret (``secrets_detected``). A put of
+        stored bytes refreshes their age for ``gc``.
+        """
         ...
 
     async def get(self, artifact_id: ArtifactId) -> bytes:

@@ -708,13 +708,12 @@ def _prepare(path: Path, durability: Durability, read_only: bool, busy_timeout_m
 def _prepare_read_only(path: Path, is_wal: bool
                        ) -> tuple[str, None, int, Path | None]:
     copy = None
-    target = path
     if not is_wal:
         uri = path.resolve().as_uri() + "?mode=ro"
     elif _readonly.in_use(path):
         uri = path.resolve().as_uri() + "?mode=ro"  # through the live writer's index
     elif _readonly.wal_has_data(path):
-        copy = target = _readonly.private_copy(path)
+        copy = _readonly.private_copy(path)
         uri = copy.as_uri() + "?mode=ro"
     else:
         uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
@@ -729,5 +728,4 @@ def _prepare_read_only(path: Path, is_wal: bool
         if copy is not None:
             _readonly.discard(copy)
         raise
-    del target
     return uri, None, version, copy
