@@ -26,7 +26,27 @@ _append = st.tuples(st.just("append"), _run, st.integers(0, 6), st.integers(-1, 
 _bind = st.tuples(st.just("bind"), _run, st.sampled_from(KEYS), st.integers(0, len(BLOBS) - 1))
 _put = st.tuples(st.just("put"), st.integers(0, len(BLOBS) - 1), st.sampled_from(
     [ArtifactKind.FACT_PAYLOAD, ArtifactKind.OUTPUT, ArtifactKind.other("x")]))
-_ops = st.lists(st.one_of(_append, _bind, _put), max_size=25)
+_record = st.tuples(st.just("record"), _run, st.sampled_from([*KEYS, "", "api_key", "k\ud800"]),
+                    st.sampled_from([b'{"n":1}', b'{"password":1}', b"\xff raw", 12]))
+_bad = st.tuples(st.just("bad"), st.integers(0, 7), _run)
+_ops = st.lists(st.one_of(_append, _bind, _put, _record, _bad), max_size=25)
+
+
+def bad_call(store: Store, which: int, run: RunId) -> Any:
+    """Inputs every backend must refuse with the same code (issue 11 §3)."""
+    missing = artifact_id_for_bytes(b"never stored")
+    calls: list[Any] = [
+        lambda: store.head_seq(None),  # type: ignore[arg-type]
+        lambda: store.read_range(run, 1, 2**70),
+        lambda: store.put(ArtifactKind.OUTPUT, 10),  # type: ignore[arg-type]
+        lambda: store.append(run, True, []),  # type: ignore[arg-type]
+        lambda: store.append(run, 0, [EventEnvelope(run, 1, None,
+                                                    DomainEvent("x", {"api_key": "s"}))]),
+        lambda: store.append(run, 0, [EventEnvelope(run, 1, None, DomainEvent("x", 1, missing))]),
+        lambda: store.bind_fact(run, "k", missing, expected_seq=1.0),  # type: ignore[arg-type]
+        lambda: store.get_fact("garbage", "k"),  # type: ignore[arg-type]
+    ]
+    return calls[which]()
 
 
 async def apply(store: Store, ops: list[tuple[Any, ...]]) -> list[Any]:
@@ -35,6 +55,10 @@ async def apply(store: Store, ops: list[tuple[Any, ...]]) -> list[Any]:
         try:
             if op[0] == "put":
                 results.append(await store.put(op[2], BLOBS[op[1]]))
+            elif op[0] == "record":
+                results.append(await store.record_fact(RUNS[op[1]], op[2], op[3]))
+            elif op[0] == "bad":
+                results.append(await bad_call(store, op[1], RUNS[op[2]]))
             elif op[0] == "bind":
                 results.append(await store.bind_fact(RUNS[op[1]], op[2],
                                                      artifact_id_for_bytes(BLOBS[op[3]])))
