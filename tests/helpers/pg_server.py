@@ -21,6 +21,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -62,6 +63,7 @@ class PgServer:
         self.folder = folder
         self.bin_dir = bin_dir
         self.port = port
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     @property
     def owned(self) -> bool:
@@ -87,12 +89,12 @@ class PgServer:
         if bin_dir is None:
             raise PgUnavailable(SKIP_REASON)
         folder = Path(tempfile.mkdtemp(prefix="mfm-pg-"))
+        port = _free_port()
+        server = cls(f"postgresql://postgres@/postgres?host={folder}&port={port}",
+                     folder, bin_dir, port)
         try:
             if os.geteuid() == 0:
                 shutil.chown(folder, "postgres", "postgres")
-            port = _free_port()
-            server = cls(f"postgresql://postgres@/postgres?host={folder}&port={port}",
-                         folder, bin_dir, port)
             server._run("initdb", "-D", str(server.data_dir), "-U", "postgres",
                         "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
             conf = server.data_dir / "postgresql.conf"
@@ -102,10 +104,28 @@ class PgServer:
                         "shared_buffers = 64MB\nlog_min_messages = fatal\n")
             server._append(conf, settings)
             server.pg_ctl_start()
+            server._watch()
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            server.stop()
             raise
         return server
+
+    def _watch(self) -> None:
+        """A watchdog in its own session that stops the server and removes its folder when
+        this process dies without calling ``stop()`` (its end of a pipe closes then), so a
+        killed test run leaves no server behind."""
+        assert self.folder is not None and self.bin_dir is not None
+        stop = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate",
+                "-w", "stop"]
+        if os.geteuid() == 0:
+            stop = ["runuser", "-u", "postgres", "--", *stop]
+        code = ("import shutil, subprocess, sys\n"
+                "sys.stdin.read()\n"
+                f"subprocess.run({stop!r}, capture_output=True)\n"
+                f"shutil.rmtree({str(self.folder)!r}, ignore_errors=True)\n")
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
 
     def _append(self, path: Path, text: str) -> None:
         with path.open("a", encoding="utf-8") as f:
@@ -143,6 +163,11 @@ class PgServer:
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
+            watchdog = self._watchdog
+            if watchdog is not None and watchdog.stdin is not None:
+                watchdog.stdin.close()  # nothing left for it to do: it exits
+                watchdog.wait()
+            self._watchdog = None
 
 
 _shared: PgServer | None = None
