@@ -2,6 +2,7 @@
 
 from .context import Context
 from .errors import ContextError, InvalidPlanError, RunError, StateFailure
+from .fork import ForkOrigin, ForkResult, fork, fork_origin
 from .manifest import (
     BuildProvenance,
     ContextCheckpointing,
@@ -33,6 +34,8 @@ __all__ = [
     "ExecutionPlan",
     "ExponentialBackoff",
     "FixedBackoff",
+    "ForkOrigin",
+    "ForkResult",
     "InvalidPlanError",
     "IoMode",
     "OverlayStore",
@@ -46,6 +49,8 @@ __all__ = [
     "RunResult",
     "StateFailure",
     "StateHandler",
+    "fork",
+    "fork_origin",
     "replay",
     "replay_store",
     "resume",

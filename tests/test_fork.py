@@ -1,0 +1,377 @@
+"""Forking a run from a decided state (issue 19), on every backend and across stores."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_engine_support import S1, S2, S3, stream
+
+from mfm_store import (
+    DomainEvent,
+    EventEnvelope,
+    MemoryStore,
+    RunId,
+    RunStatus,
+    StateEntered,
+    StorageError,
+    Store,
+)
+from mfm_store.engine import (
+    Context,
+    EventRecorder,
+    ExecutionPlan,
+    ForkOrigin,
+    InvalidPlanError,
+    PlanState,
+    RunError,
+    fork,
+    fork_origin,
+    replay,
+    replay_store,
+    resume,
+    start,
+)
+from mfm_store.engine.errors import CODE_PLAN_OP_ID_MISMATCH
+from mfm_store.live_io import IoCall, LiveIoEnv, LiveIoTransport
+from mfm_store.sqlite import SqliteStore
+from mfm_store.transfer import export_jsonl
+
+S4 = "machine.main.s4"
+
+
+class AskedFactory:
+    """A transport factory that records the fact key of every call it answers."""
+
+    namespace_group = "test"
+
+    def __init__(self) -> None:
+        self.asked: list[str | None] = []
+
+    def make(self, env: LiveIoEnv) -> LiveIoTransport:
+        return _Asked(self)
+
+
+class _Asked:
+    def __init__(self, factory: AskedFactory) -> None:
+        self._factory = factory
+
+    async def call(self, call: IoCall) -> Any:
+        self._factory.asked.append(call.fact_key)
+        return {"n": len(self._factory.asked), "key": call.fact_key}
+
+
+def make_plan(*, s3_fixed: bool, op: str = "op", extra_before_s3: bool = False
+              ) -> ExecutionPlan:
+    """Four states: s1 reads the time and a price, s2 draws random bytes and a rate, s3 asks a
+    quote then (buggy) indexes a missing key, s4 asks a last quote and the time."""
+
+    async def s1(ctx: Context, io: Any, rec: EventRecorder) -> None:
+        ctx["at"] = await io.now_millis()
+        ctx["price"] = (await io.call(IoCall("test.price", {}, "price"))).response["n"]
+
+    async def s2(ctx: Context, io: Any, rec: EventRecorder) -> None:
+        salt = await io.random_bytes(4)
+        ctx["rate"] = (await io.call(IoCall("test.rate", {}, "rate"))).response["n"] + salt[0]
+
+    async def s3(ctx: Context, io: Any, rec: EventRecorder) -> None:
+        quote = (await io.call(IoCall("test.quote", {"s": 3}, "quote3"))).response
+        ctx["q3"] = quote["n"] if s3_fixed else quote["missing"]  # the bug: KeyError
+
+    async def s4(ctx: Context, io: Any, rec: EventRecorder) -> None:
+        ctx["q4"] = (await io.call(IoCall("test.quote", {"s": 4}, "quote4"))).response["n"]
+        ctx["done_at"] = await io.now_millis()
+
+    async def extra(ctx: Context, io: Any, rec: EventRecorder) -> None:
+        ctx["extra"] = True
+
+    states = [PlanState(S1, s1), PlanState(S2, s2)]
+    if extra_before_s3:
+        states.append(PlanState("machine.main.extra", extra))
+    states += [PlanState(S3, s3), PlanState(S4, s4)]
+    return ExecutionPlan(op, states)
+
+
+BUGGY = make_plan(s3_fixed=False)
+FIXED = make_plan(s3_fixed=True)
+
+
+async def failed_run(store: Store) -> RunId:
+    """A run that fails at s3 (of 4) because of the handler bug."""
+    transport = AskedFactory()
+    result = await start(store, BUGGY, {"limit": 7}, transports=transport)
+    assert result.status is RunStatus.FAILED
+    assert result.error is not None and result.error.state_id == S3
+    assert result.error.info.code == "state_handler_exception"
+    assert transport.asked == ["price", "rate", "quote3"]
+    return result.run_id
+
+
+def wire(envs: list[EventEnvelope]) -> list[Any]:
+    return [e.to_json() for e in envs]
+
+
+async def export_bytes(store: SqliteStore, run_id: RunId) -> bytes:
+    out = io.BytesIO()
+    await export_jsonl(store, out, run_id=run_id)
+    return out.getvalue()
+
+
+def derived(keys: dict[str, Any], run_id: RunId) -> dict[str, Any]:
+    """The time/random fact keys of ``run_id`` with the run id taken out."""
+    tag = f"|run:{run_id}|"
+    return {k.replace(tag, "|run:*|"): v for k, v in keys.items() if tag in k}
+
+
+async def test_fork_at_the_failing_state_completes_asking_only_for_the_later_facts(
+        store: Store) -> None:
+    source = await failed_run(store)
+    before = wire(await stream(store, source))
+    runs_before = await store.list_runs()
+
+    forked = await fork(store, source, at_state=S3, plan=FIXED)
+    assert forked.source_run_id == source and forked.state_id == S3
+    assert forked.run_id != source and forked.artifacts_copied == 0
+    transport = AskedFactory()
+    result = await resume(store, forked.run_id, FIXED, transports=transport)
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert transport.asked == ["quote3", "quote4"]
+    assert result.final_context["price"] == 1 and result.final_context["q3"] == 1
+
+    # The source is untouched.
+    assert wire(await stream(store, source)) == before
+    assert [s for s in await store.list_runs() if s.run_id == source] == [
+        s for s in runs_before if s.run_id == source]
+
+    # The new stream: RunStarted, run_forked, then the source's events up to s2's completion.
+    src_events = await stream(store, source)
+    new_events = await stream(store, forked.run_id)
+    assert new_events[0].event == src_events[0].event
+    assert new_events[1].event == DomainEvent("run_forked", {
+        "source_run_id": str(source), "source_seq": forked.source_seq, "state_id": S3,
+        "reuse_facts": "before"})
+    assert new_events[1].to_json()["event"] == {"Domain": {"name": "run_forked", "payload": {
+        "reuse_facts": "before", "source_run_id": str(source),
+        "source_seq": forked.source_seq, "state_id": S3}, "payload_ref": None}}
+    cut = forked.source_seq
+    assert forked.events_copied == cut and forked.facts_rebound == 2
+    inherited = [e.event for e in new_events[2:cut + 1]]
+    assert len(inherited) == cut - 1
+    tag_old, tag_new = f"|run:{source}|", f"|run:{forked.run_id}|"
+    for ours, theirs in zip(inherited, [e.event for e in src_events[1:cut]], strict=True):
+        if isinstance(theirs, DomainEvent) and tag_old in theirs.payload["key"]:
+            assert ours == DomainEvent(theirs.name, {**theirs.payload, "key": theirs.payload[
+                "key"].replace(tag_old, tag_new)})
+        else:
+            assert ours == theirs
+    assert isinstance(new_events[cut + 1].event, StateEntered)
+    assert new_events[cut + 1].event.state_id == S3
+
+    # Facts: those before s3 bound to the same payloads; time/random under the new run id.
+    src_facts, new_facts = await store.facts(source), await store.facts(forked.run_id)
+    assert new_facts["price"] == src_facts["price"] and new_facts["rate"] == src_facts["rate"]
+    old_derived, new_derived = derived(src_facts, source), derived(new_facts, forked.run_id)
+    assert len(old_derived) == 2
+    assert all(new_derived[k] == v for k, v in old_derived.items())
+    assert new_facts["quote3"] != src_facts["quote3"]  # asked again: not carried over
+
+    assert await fork_origin(store, forked.run_id) == ForkOrigin(
+        source_run_id=source, source_seq=cut, state_id=S3, reuse_facts="before")
+    assert await fork_origin(store, source) is None
+
+    report = await replay_store(store, forked.run_id, FIXED)
+    assert report.identical and report.source_finished and report.states_matched == 4, \
+        str(report)
+
+
+async def test_the_source_file_and_export_are_byte_identical_and_verify_is_clean(
+        tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with SqliteStore.open(path) as store:
+        source = await failed_run(store)
+        exported = await export_bytes(store, source)
+        events = wire(await stream(store, source))
+        forked = await fork(store, source, at_state=S3, plan=FIXED)
+        result = await resume(store, forked.run_id, FIXED, transports=AskedFactory())
+        assert result.status is RunStatus.COMPLETED
+        assert await export_bytes(store, source) == exported
+        assert wire(await stream(store, source)) == events
+        report = await store.verify()
+        assert report.ok, str(report)
+    # A copy of the file replays the fork offline, identical.
+    offline = await replay(path, forked.run_id, FIXED)
+    assert offline.identical, str(offline)
+
+
+async def test_fork_of_a_fork(store: Store) -> None:
+    source = await failed_run(store)
+    first = await fork(store, source, at_state=S3, plan=FIXED)
+    await resume(store, first.run_id, FIXED, transports=AskedFactory())
+    second = await fork(store, first.run_id, at_state=S4, plan=FIXED)
+    transport = AskedFactory()
+    result = await resume(store, second.run_id, FIXED, transports=transport)
+    assert result.status is RunStatus.COMPLETED
+    assert transport.asked == ["quote4"]
+    assert (await fork_origin(store, second.run_id)) == ForkOrigin(
+        source_run_id=first.run_id, source_seq=second.source_seq, state_id=S4,
+        reuse_facts="before")
+    # Its ancestry: the first fork's run_forked event is inherited right after its own.
+    events = await stream(store, second.run_id)
+    assert ForkOrigin.from_event(events[2].event) == ForkOrigin(
+        source_run_id=source, source_seq=first.source_seq, state_id=S3, reuse_facts="before")
+    facts = await store.facts(second.run_id)
+    first_facts = await store.facts(first.run_id)
+    assert facts["quote3"] == first_facts["quote3"]
+    # The time and random facts of s1, s2 (and s3) follow the run id to the second fork.
+    old = derived(await store.facts(source), source)
+    new = derived(facts, second.run_id)
+    assert all(new[k] == v for k, v in old.items()) and len(new) == 3
+    report = await replay_store(store, second.run_id, FIXED)
+    assert report.identical, str(report)
+
+
+async def test_fork_at_the_first_state_starts_over_from_the_initial_context(
+        store: Store) -> None:
+    source = await failed_run(store)
+    forked = await fork(store, source, at_state=S1, plan=FIXED)
+    assert forked.source_seq == 1 and forked.events_copied == 1 and forked.head_seq == 2
+    transport = AskedFactory()
+    result = await resume(store, forked.run_id, FIXED, transports=transport)
+    assert result.status is RunStatus.COMPLETED
+    assert transport.asked == ["price", "rate", "quote3", "quote4"]
+    assert result.final_context["limit"] == 7
+    assert (await replay_store(store, forked.run_id, FIXED)).identical
+
+
+async def test_reuse_all_binds_the_later_explicit_facts_too(store: Store) -> None:
+    source = await failed_run(store)
+    forked = await fork(store, source, at_state=S3, plan=FIXED, reuse_facts="all")
+    assert forked.facts_reused == 1
+    transport = AskedFactory()
+    result = await resume(store, forked.run_id, FIXED, transports=transport)
+    assert result.status is RunStatus.COMPLETED
+    assert transport.asked == ["quote4"]  # quote3 answered by the source's fact
+    assert (await store.facts(forked.run_id))["quote3"] == (await store.facts(source))["quote3"]
+    origin = await fork_origin(store, forked.run_id)
+    assert origin is not None and origin.reuse_facts == "all"
+    assert (await replay_store(store, forked.run_id, FIXED)).identical
+
+
+async def test_fork_at_a_state_the_run_never_reached_is_refused(store: Store) -> None:
+    source = await failed_run(store)
+    runs = await store.list_runs()
+    with pytest.raises(RunError) as err:
+        await fork(store, source, at_state=S4, plan=FIXED)
+    assert err.value.info.code == "fork_state_not_reached"
+    assert S4 in str(err.value) and S3 in str(err.value)
+    with pytest.raises(RunError) as err:
+        await fork(store, source, at_state="machine.main.nowhere")
+    assert err.value.info.code == "fork_state_not_reached"
+    assert await store.list_runs() == runs
+
+
+async def test_unknown_run_and_bad_arguments_are_refused(store: Store) -> None:
+    source = await failed_run(store)
+    with pytest.raises(StorageError) as err:
+        await fork(store, RunId.new(), at_state=S1)
+    assert err.value.info.code == "run_not_found"
+    with pytest.raises(RunError) as err2:
+        await fork(store, source, at_state=S1, reuse_facts="some")  # type: ignore[arg-type]
+    assert err2.value.info.code == "invalid_argument"
+    with pytest.raises(ValueError, match="invalid state_id"):
+        await fork(store, source, at_state="not a state")
+    with pytest.raises(StorageError) as err:
+        await fork(store, source, at_state=S1, new_run_id=source)
+    assert err.value.info.code == "run_already_exists"
+    assert len(await store.list_runs()) == 1
+
+
+async def test_a_plan_whose_op_id_differs_is_refused_as_resume_refuses_it(
+        store: Store) -> None:
+    source = await failed_run(store)
+    runs = await store.list_runs()
+    with pytest.raises(InvalidPlanError) as err:
+        await fork(store, source, at_state=S3, plan=make_plan(s3_fixed=True, op="other"))
+    assert err.value.info.code == CODE_PLAN_OP_ID_MISMATCH == "plan_op_id_mismatch"
+    # resume gives the same code for the same plan (on a fork, which has not finished).
+    forked = await fork(store, source, at_state=S3)
+    with pytest.raises(InvalidPlanError) as err:
+        await resume(store, forked.run_id, make_plan(s3_fixed=True, op="other"))
+    assert err.value.info.code == CODE_PLAN_OP_ID_MISMATCH
+    assert len(await store.list_runs()) == len(runs) + 1
+
+
+async def test_a_plan_that_would_run_another_state_first_is_refused(store: Store) -> None:
+    source = await failed_run(store)
+    plan = make_plan(s3_fixed=True, extra_before_s3=True)
+    with pytest.raises(InvalidPlanError) as err:
+        await fork(store, source, at_state=S3, plan=plan)
+    assert err.value.info.code == "fork_state_not_next"
+    without_s3 = ExecutionPlan("op", [s for s in FIXED.states if s.state_id != S3])
+    with pytest.raises(InvalidPlanError) as err:
+        await fork(store, source, at_state=S3, plan=without_s3)
+    assert err.value.info.code == "recovery_state_not_in_plan"
+    assert len(await store.list_runs()) == 1
+
+
+async def test_fork_on_a_read_only_store_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with SqliteStore.open(path) as store:
+        source = await failed_run(store)
+    before = path.read_bytes()
+    async with SqliteStore.open(path, read_only=True) as ro:
+        with pytest.raises(StorageError) as err:
+            await fork(ro, source, at_state=S3, plan=FIXED)
+        assert err.value.info.code == "store_read_only"
+        assert len(await ro.list_runs()) == 1
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("target_kind", ["sqlite", "memory"])
+async def test_fork_from_a_read_only_copy_into_another_store(tmp_path: Path,
+                                                             target_kind: str) -> None:
+    live = tmp_path / "live.db"
+    async with SqliteStore.open(live) as store:
+        source = await failed_run(store)
+        await store.backup(tmp_path / "copy.db")
+    copy = tmp_path / "copy.db"
+    copy_bytes = copy.read_bytes()
+    target: Store = (MemoryStore() if target_kind == "memory"
+                     else await SqliteStore.open(tmp_path / "mine.db"))
+    try:
+        async with SqliteStore.open(copy, read_only=True) as ro:
+            forked = await fork(target, source, at_state=S3, plan=FIXED, source=ro)
+            assert forked.artifacts_copied >= 5  # manifest, snapshots, fact payloads
+            with pytest.raises(StorageError) as err:  # the copy itself stays read-only
+                await fork(ro, source, at_state=S3, plan=FIXED)
+            assert err.value.info.code == "store_read_only"
+        transport = AskedFactory()
+        result = await resume(target, forked.run_id, FIXED, transports=transport)
+        assert result.status is RunStatus.COMPLETED
+        assert transport.asked == ["quote3", "quote4"]
+        assert [s.run_id for s in await target.list_runs()] == [forked.run_id]
+        assert (await replay_store(target, forked.run_id, FIXED)).identical
+        if isinstance(target, SqliteStore):
+            report = await target.verify()
+            assert report.ok, str(report)
+    finally:
+        await target.close()
+    assert copy.read_bytes() == copy_bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["live.db", "copy.db"] + (["mine.db"] if target_kind == "sqlite" else []))
+
+
+async def test_without_a_plan_the_fork_is_prepared_and_resume_checks_the_plan(
+        store: Store) -> None:
+    source = await failed_run(store)
+    forked = await fork(store, source, at_state=S2)
+    transport = AskedFactory()
+    result = await resume(store, forked.run_id, FIXED, transports=transport)
+    assert result.status is RunStatus.COMPLETED
+    assert transport.asked == ["rate", "quote3", "quote4"]
+    assert json.dumps(wire(await stream(store, forked.run_id)))  # wire form encodes
+    assert [e.event.state_id for e in await stream(store, forked.run_id)
+            if isinstance(e.event, StateEntered)] == [S1, S2, S3, S4]
