@@ -68,10 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_file(target: str, *, must_exist: bool) -> None:
-    if is_postgres_target(target) or target == "memory:":
-        if target == "memory:":
-            raise CliError("memory: holds nothing once the command ends; fork into a file or "
-                           "a server", EXIT_USAGE, _CODE_USAGE)
+    if target == "memory:":
+        raise CliError("memory: holds nothing once the command ends; fork into a file or a "
+                       "server", EXIT_USAGE, _CODE_USAGE)
+    if is_postgres_target(target):
         return
     if not check_database_file(Path(target)) and must_exist:
         raise CliError(f"{target}: no such file", EXIT_FILE, _CODE_STORE_NOT_FOUND)
@@ -148,7 +148,7 @@ def register(subparsers: Any) -> None:
                     "STATE (facts included, time and random facts rebound) and a run_forked "
                     "event naming RUN; print its id. RUN is never written. Run the new run "
                     "with the library: resume(store, NEW_RUN, plan, transports=...).",
-        example="NEW=$(mfm-store fork --db runs.db 3f2b8c1e --at swap.main.decide)\n"
+        example="mfm-store fork --db runs.db 3f2b8c1e --at swap.main.decide\n"
                 "mfm-store fork --db mine.db 3f2b8c1e --at swap.main.decide --from copy.db")
     add_arguments(p)
 
