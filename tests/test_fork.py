@@ -11,10 +11,13 @@ import pytest
 from test_engine_support import S1, S2, S3, stream
 
 from mfm_store import (
+    ArtifactId,
+    ArtifactKind,
     DomainEvent,
     EventEnvelope,
     MemoryStore,
     RunId,
+    RunStarted,
     RunStatus,
     StateEntered,
     StorageError,
@@ -375,3 +378,49 @@ async def test_without_a_plan_the_fork_is_prepared_and_resume_checks_the_plan(
     assert json.dumps(wire(await stream(store, forked.run_id)))  # wire form encodes
     assert [e.event.state_id for e in await stream(store, forked.run_id)
             if isinstance(e.event, StateEntered)] == [S1, S2, S3, S4]
+
+
+async def test_a_stream_with_events_before_run_started_forks_and_names_its_origin() -> None:
+    """An imported stream may hold domain events before RunStarted: they are inherited, and
+    run_forked still follows RunStarted."""
+    async with MemoryStore() as recorded, MemoryStore() as store:
+        original = await failed_run(recorded)
+        pid = await store.put(ArtifactKind.FACT_PAYLOAD, b'{"a":1}')
+        envs = [EventEnvelope(original, 1, None, DomainEvent(
+            "fact_recorded", {"key": "early", "payload_id": pid, "meta": {}}))]
+        await _copy_run(recorded, store, original, envs)
+        forked = await fork(store, original, at_state=S3, plan=FIXED)
+        events = await stream(store, forked.run_id)
+        assert isinstance(events[1].event, RunStarted)
+        assert ForkOrigin.from_event(events[2].event) is not None
+        assert await fork_origin(store, forked.run_id) == ForkOrigin(
+            source_run_id=original, source_seq=forked.source_seq, state_id=S3,
+            reuse_facts="before")
+        transport = AskedFactory()
+        result = await resume(store, forked.run_id, FIXED, transports=transport)
+        assert result.status is RunStatus.COMPLETED and transport.asked == ["quote3", "quote4"]
+        assert (await store.facts(forked.run_id))["early"] == pid
+
+
+async def _copy_run(src: Store, dst: Store, run_id: RunId,
+                    first: list[EventEnvelope]) -> None:
+    """``first`` then the source run's events (shifted), with the artifacts they name."""
+    for aid in await _all_artifacts(src, run_id):
+        await dst.put(ArtifactKind.other("copied"), await src.get(aid))
+    envs = list(first)
+    for env in await stream(src, run_id):
+        envs.append(EventEnvelope(run_id, len(envs) + 1, None, env.event))
+    await dst.append(run_id, 0, envs)
+
+
+async def _all_artifacts(store: Store, run_id: RunId) -> set[ArtifactId]:
+    out: set[ArtifactId] = set()
+    for env in await stream(store, run_id):
+        ev = env.event
+        for name in ("manifest_id", "initial_snapshot_id", "base_snapshot_id",
+                     "context_snapshot_id", "final_snapshot_id"):
+            if getattr(ev, name, None) is not None:
+                out.add(getattr(ev, name))
+        if isinstance(ev, DomainEvent) and ev.name == "fact_recorded":
+            out.add(ev.payload["payload_id"])
+    return out

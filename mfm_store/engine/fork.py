@@ -151,11 +151,17 @@ async def fork_origin(store: Store, run_id: RunId) -> ForkOrigin | None:
 
     Reads the run's events only up to the one after ``RunStarted`` (seq 2 in a fork).
     """
-    started = False
-    async for env in store.iter_events(run_id, page_size=2):
-        if started:
-            return ForkOrigin.from_event(env.event)
-        started = isinstance(env.event, RunStarted)
+    head = await store.read_range(run_id, 1, 2)
+    if head and isinstance(head[0].event, RunStarted):
+        return ForkOrigin.from_event(head[1].event) if len(head) == 2 else None
+    # RunStarted after other events (a stream imported from elsewhere): look further.
+    started, seq = False, 1
+    while page := await store.read_range(run_id, seq, seq + 15):
+        for env in page:
+            if started:
+                return ForkOrigin.from_event(env.event)
+            started = isinstance(env.event, RunStarted)
+        seq = page[-1].seq + 1
     return None
 
 
