@@ -24,8 +24,6 @@ EXPECTED = {
     "FixedBackoff", "InvalidPlanError", "IoMode", "OverlayStore", "PlanState", "ReplayOutcome",
     "ReplayReport", "RetryPolicy", "RunConfig", "RunError", "RunManifest", "RunResult",
     "StateFailure", "StateHandler", "replay", "replay_store", "resume", "start",
-    # any store from one string (SPEC §11)
-    "open_store",
     # forking a run (issue 19)
     "ForkOrigin", "ForkResult", "fork", "fork_origin",
     # any store from one string (SPEC §11)
