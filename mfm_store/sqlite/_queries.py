@@ -1,21 +1,21 @@
 """Every SQL statement the SQLite store runs: fixed text with placeholders, one name each."""
 
 RUN_HEAD = "SELECT run_pk, head_seq FROM runs WHERE run_id = ?"
-# Every write of a run row sets its checksum (an SQL function registered on the writer; a new
-# run's row gets its checksum from the RUN_ADVANCE that always follows in the same operation).
+# Every write of a run row sets its checksum, computed by the writer from the row's values (a
+# new run's row gets it from the RUN_ADVANCE that always follows in the same operation).
+RUN_STATE = "SELECT run_pk, head_seq, op_id, status, created_ms FROM runs WHERE run_id = ?"
 RUN_INSERT = (
     "INSERT INTO runs (run_id, head_seq, created_ms, updated_ms, checksum)"
     " VALUES (?, 0, ?, ?, 0)"
 )
 RUN_ADVANCE = (
-    "UPDATE runs SET head_seq = ?1, updated_ms = ?2, op_id = coalesce(?3, op_id),"
-    " status = coalesce(?4, status), checksum = mfm_run_sum(run_pk, run_id,"
-    " coalesce(?3, op_id), coalesce(?4, status), ?1, created_ms, ?2) WHERE run_pk = ?5"
+    "UPDATE runs SET head_seq = ?, updated_ms = ?, op_id = ?, status = ?, checksum = ?"
+    " WHERE run_pk = ?"
 )
+# Moves the head only if nobody else did: op_id and status change only with the head, so the
+# writer's cached values for that head are the row's.
 RUN_MOVE_HEAD = (
-    "UPDATE runs SET head_seq = ?1, updated_ms = ?2,"
-    " checksum = mfm_run_sum(run_pk, run_id, op_id, status, ?1, created_ms, ?2)"
-    " WHERE run_pk = ?3 AND head_seq = ?4"
+    "UPDATE runs SET head_seq = ?, updated_ms = ?, checksum = ? WHERE run_pk = ? AND head_seq = ?"
 )
 _RUN_COLUMNS = "run_pk, run_id, op_id, status, head_seq, created_ms, updated_ms, "
 # Reads, by schema version: files before version 3 have no run or binding checksums.

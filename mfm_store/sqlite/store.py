@@ -79,7 +79,8 @@ class SqliteStore:
         self._reader = reader
         self._writer = writer
         self._closed = False
-        self._run_pks: dict[str, int] = {}
+        # What this store last wrote of each run (committed); see _KnownRunAppend.
+        self._runs: dict[str, _RunState] = {}
         self._version = version
         self._v3 = version >= 3
         self._layout = 3 if self._v3 else 2
@@ -218,16 +219,16 @@ class SqliteStore:
         writer = self._writer
         if writer is None or self._closed:
             writer = self._writable()  # raises
-        known_pk = self._run_pks.get(rid)
-        if (known_pk is not None and rows and not scan.bindings and not scan.refs
-                and scan.op_id is None and scan.status is None):
-            op: _Append = _KnownRunAppend(rid, expected_seq, scan, rows, known_pk)
+        known = self._runs.get(rid)
+        if (known is not None and known.head == expected_seq and rows and not scan.bindings
+                and not scan.refs and scan.op_id is None and scan.status is None):
+            op: _Append = _KnownRunAppend(rid, expected_seq, scan, rows, known)
         else:
             op = _Append(rid, expected_seq, scan, rows)
-        result: tuple[int, int | None] = await writer.run(op)
-        head, pk = result
-        if known_pk is None and pk is not None:
-            self._run_pks[rid] = pk  # committed: a run's key never changes
+        result: tuple[int, _RunState | None] = await writer.run(op)
+        head, state = result
+        if state is not None:
+            self._runs[rid] = state  # committed
         return head
 
     def _decode(self, run_id: RunId, rid: str, row: Sequence[Any]) -> EventEnvelope:
@@ -337,12 +338,12 @@ class SqliteStore:
         rid = str(run_id)
         writer = self._writable()
 
-        def op(cur: sqlite3.Cursor) -> FactBinding:
-            row = cur.execute(q.RUN_HEAD, (rid,)).fetchone()
+        def op(cur: sqlite3.Cursor) -> tuple[FactBinding, _RunState | None]:
+            row = cur.execute(q.RUN_STATE, (rid,)).fetchone()
             if row is not None:
                 bound = cur.execute(q.BINDING_GET, (row[0], key)).fetchone()
                 if bound is not None:
-                    return FactBinding(ArtifactId(bound[0]), False, bound[1])
+                    return FactBinding(ArtifactId(bound[0]), False, bound[1]), None
             if artifact_row is None and cur.execute(
                     q.ARTIFACT_EXISTS, (payload_id,)).fetchone() is None:
                 raise NotFoundError(f"fact payload artifact not found: {payload_id}")
@@ -353,7 +354,8 @@ class SqliteStore:
             now = _rules.now_millis()
             if artifact_row is not None:
                 cur.execute(q.ARTIFACT_INSERT, artifact_row)
-            pk = row[0] if row else _new_run(cur, rid, now)
+            state = _RunState(*row) if row else _new_run(cur, rid, now)
+            pk = state.pk
             seq = head + 1
             cur.execute(q.EVENT_INSERT,
                         (pk, seq, None, "Domain", DOMAIN_FACT_RECORDED,
@@ -361,10 +363,13 @@ class SqliteStore:
                          body))
             cur.execute(q.BINDING_INSERT,
                         (pk, key, payload_id, seq, cs.binding_sum(rid, key, payload_id, seq)))
-            cur.execute(q.RUN_ADVANCE, (seq, now, None, None, pk))
-            return FactBinding(payload_id, True, seq)
+            new = state.advance(cur, rid, seq, now, None, None)
+            return FactBinding(payload_id, True, seq), new
 
-        result: FactBinding = await writer.run(op)
+        binding, new = await writer.run(op)
+        if new is not None:
+            self._runs[rid] = new  # committed
+        result: FactBinding = binding
         return result
 
     def _check_binding(self, rid: str, row: Sequence[Any]) -> ArtifactId:
@@ -569,29 +574,50 @@ def _event_rows(run_id: RunId, envelopes: list[EventEnvelope]
     return rows, bindings, op_id, status
 
 
-def _new_run(cur: sqlite3.Cursor, rid: str, now: int) -> int:
+class _RunState:
+    """A run row as its writer knows it: key, head, op id, status, creation time."""
+
+    __slots__ = ("created", "head", "op_id", "pk", "status")
+
+    def __init__(self, pk: int, head: int, op_id: str | None, status: str,
+                 created: int) -> None:
+        self.pk, self.head, self.op_id, self.status, self.created = (
+            pk, head, op_id, status, created)
+
+    def advance(self, cur: sqlite3.Cursor, rid: str, head: int, now: int, op_id: str | None,
+                status: str | None) -> _RunState:
+        """Write the row at ``head`` (op id and status set if given) with its checksum."""
+        op_id = op_id or self.op_id
+        status = status or self.status
+        cur.execute(q.RUN_ADVANCE, (head, now, op_id, status,
+                                    cs.run_sum(self.pk, rid, op_id, status, head, self.created,
+                                               now), self.pk))
+        return _RunState(self.pk, head, op_id, status, self.created)
+
+
+def _new_run(cur: sqlite3.Cursor, rid: str, now: int) -> _RunState:
     pk = cur.execute(q.RUN_INSERT, (rid, now, now)).lastrowid
     assert pk is not None
-    return pk
+    return _RunState(pk, 0, None, _rules.STATUS_RUNNING, now)
 
 
 class _Append:
     """The write of one ``append``: check the head, the fact bindings and the artifacts the
     events name, then write.
 
-    Returns ``(new head, run key)`` (run key None when nothing was written).
+    Returns ``(new head, run state)`` (state None when nothing was written).
     """
 
-    __slots__ = ("expected", "new_head", "pk", "rid", "rows", "scan")
+    __slots__ = ("expected", "known", "new_head", "rid", "rows", "scan")
 
     def __init__(self, rid: str, expected: int, scan: _rules.EventScan,
-                 rows: list[tuple[Any, ...]], pk: int | None = None) -> None:
+                 rows: list[tuple[Any, ...]], known: _RunState | None = None) -> None:
         self.rid, self.expected, self.new_head = rid, expected, expected + len(rows)
-        self.scan, self.rows, self.pk = scan, rows, pk
+        self.scan, self.rows, self.known = scan, rows, known
 
-    def __call__(self, cur: sqlite3.Cursor) -> tuple[int, int | None]:
+    def __call__(self, cur: sqlite3.Cursor) -> tuple[int, _RunState | None]:
         rid, expected, scan = self.rid, self.expected, self.scan
-        row = cur.execute(q.RUN_HEAD, (rid,)).fetchone()
+        row = cur.execute(q.RUN_STATE, (rid,)).fetchone()
         head = row[1] if row else 0
         if head != expected:
             raise _rules.head_moved(rid, expected, head)
@@ -609,12 +635,13 @@ class _Append:
                 raise _rules.missing_artifact(rid, seq, ref)
         # Checks are done; writes follow (an op must not fail after it wrote).
         now = _rules.now_millis()
-        pk = row[0] if row else _new_run(cur, rid, now)
+        state = _RunState(*row) if row else _new_run(cur, rid, now)
+        pk = state.pk
         for key, pid, seq in new_bindings:
             cur.execute(q.BINDING_INSERT, (pk, key, pid, seq, cs.binding_sum(rid, key, pid, seq)))
         self._insert_events(cur, pk)
-        cur.execute(q.RUN_ADVANCE, (self.new_head, now, scan.op_id, scan.status, pk))
-        return self.new_head, pk
+        return self.new_head, state.advance(cur, rid, self.new_head, now, scan.op_id,
+                                            scan.status)
 
     def _insert_events(self, cur: sqlite3.Cursor, pk: int) -> None:
         if len(self.rows) == 1:
@@ -631,30 +658,36 @@ class _KnownRunAppend(_Append):
 
     __slots__ = ()
 
-    def __call__(self, cur: sqlite3.Cursor) -> tuple[int, int | None]:
-        pk = self.pk
-        assert pk is not None
-        moved = cur.execute(q.RUN_MOVE_HEAD,
-                            (self.new_head, _rules.now_millis(), pk, self.expected))
-        if moved.rowcount != 1:
+    def _moved(self, now: int) -> tuple[tuple[Any, ...], _RunState]:
+        known = self.known
+        assert known is not None
+        head = self.new_head
+        state = _RunState(known.pk, head, known.op_id, known.status, known.created)
+        checksum = cs.run_sum(known.pk, self.rid, known.op_id, known.status, head,
+                              known.created, now)
+        return (head, now, checksum, known.pk, self.expected), state
+
+    def __call__(self, cur: sqlite3.Cursor) -> tuple[int, _RunState | None]:
+        params, state = self._moved(_rules.now_millis())
+        if cur.execute(q.RUN_MOVE_HEAD, params).rowcount != 1:
             return super().__call__(cur)
-        rows = self.rows
+        pk, rows = state.pk, self.rows
         if len(rows) == 1:
             cur.execute(q.EVENT_INSERT, (pk, *rows[0]))
         else:
             cur.executemany(q.EVENT_INSERT, [(pk, *r) for r in rows])
-        return self.new_head, pk
+        return self.new_head, state
 
     @staticmethod
-    def run_together(cur: sqlite3.Cursor,
-                     ops: list[_KnownRunAppend]) -> list[tuple[int, int | None]] | None:
+    def run_together(cur: sqlite3.Cursor, ops: list[_KnownRunAppend]
+                     ) -> list[tuple[int, _RunState | None]] | None:
         now = _rules.now_millis()
-        moved = cur.executemany(q.RUN_MOVE_HEAD,
-                                 [(o.new_head, now, o.pk, o.expected) for o in ops])
-        if moved.rowcount != len(ops):
+        moved = [o._moved(now) for o in ops]
+        if cur.executemany(q.RUN_MOVE_HEAD, [m[0] for m in moved]).rowcount != len(ops):
             return None
-        cur.executemany(q.EVENT_INSERT, [(o.pk, *r) for o in ops for r in o.rows])
-        return [(o.new_head, o.pk) for o in ops]
+        cur.executemany(q.EVENT_INSERT, [(m[1].pk, *r) for o, m in zip(ops, moved, strict=True)
+                                         for r in o.rows])
+        return [(o.new_head, m[1]) for o, m in zip(ops, moved, strict=True)]
 
 
 class _Opening:
