@@ -424,3 +424,28 @@ async def _all_artifacts(store: Store, run_id: RunId) -> set[ArtifactId]:
         if isinstance(ev, DomainEvent) and ev.name == "fact_recorded":
             out.add(ev.payload["payload_id"])
     return out
+
+
+async def test_a_run_that_crashed_inside_the_state_forks_there(store: Store) -> None:
+    class Crash(BaseException):
+        pass
+
+    async def crashing(ctx: Context, io: Any, rec: EventRecorder) -> None:
+        await io.call(IoCall("test.quote", {"s": 3}, "quote3"))
+        raise Crash
+
+    plan = ExecutionPlan("op", [PlanState(s.state_id, crashing) if s.state_id == S3 else s
+                                for s in FIXED.states])
+    with pytest.raises(Crash):
+        await start(store, plan, transports=AskedFactory())
+    (summary,) = await store.list_runs()
+    assert summary.status == "running"
+    source = summary.run_id
+    with pytest.raises(RunError) as err:
+        await fork(store, source, at_state=S4, plan=FIXED)
+    assert err.value.info.code == "fork_state_not_reached"
+    forked = await fork(store, source, at_state=S3, plan=FIXED)
+    transport = AskedFactory()
+    result = await resume(store, forked.run_id, FIXED, transports=transport)
+    assert result.status is RunStatus.COMPLETED and transport.asked == ["quote3", "quote4"]
+    assert (await replay_store(store, forked.run_id, FIXED)).identical
