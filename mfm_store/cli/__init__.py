@@ -1,8 +1,11 @@
 """``mfm-store``: the command line (SPEC §8). Each command is thin: parse, open, one library
 call, print.
 
-The database is ``--db PATH`` (before or after the command), else ``$MFM_STORE_DB``; ``demo``
-never reads ``$MFM_STORE_DB``. Reading commands open the file read-only and never create it.
+The database is ``--db STORE`` (before or after the command), else ``$MFM_STORE_DB``: a file
+path, a ``postgresql://`` (or ``postgres://``) URL, or ``memory:`` where that makes sense
+(``import`` then only checks the export, ``push`` only checks the copy); ``demo`` never reads
+``$MFM_STORE_DB``. Reading commands open the store read-only and never create a file. A URL's
+password is never printed.
 Errors are one line on stderr (``mfm-store: error: <message> [<code>]``), never a traceback:
 an unexpected exception (a bug) is reported the same way with code ``internal_error``.
 Exit codes are listed in ``mfm-store --help``.
@@ -28,6 +31,7 @@ from ._common import (
     CliParser,
     add_db_option,
     exit_code_for,
+    redact,
 )
 
 __all__ = ["CODE_INTERNAL", "build_parser", "main"]
@@ -35,8 +39,9 @@ __all__ = ["CODE_INTERNAL", "build_parser", "main"]
 CODE_INTERNAL = "internal_error"
 
 _EPILOG = f"""\
-the database: --db PATH (before or after the command) wins over ${DB_ENV};
-reading commands never create a file. demo uses its own file (see demo --help).
+the database: --db STORE (before or after the command) wins over ${DB_ENV}; STORE is a
+file path, postgresql://USER@HOST/DB (#schema=NAME, default mfm) or memory: (import, push).
+Reading commands open it read-only and never create a file. demo uses its own file.
 
 exit codes: 0 ok, 1 problem found (verify) or operation refused, 2 usage error,
 3 database (or input) file missing, foreign, corrupt or unreadable, 4 run or artifact not found,
@@ -45,19 +50,24 @@ exit codes: 0 ok, 1 problem found (verify) or operation refused, 2 usage error,
 example:
   mfm-store demo
   export {DB_ENV}=runs.db; mfm-store runs; mfm-store verify
+  mfm-store push --db runs.db postgresql://app@centre/prod
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import _fork_command, _sync_command
+    from ..ui import _command as _ui_command
     from . import _demo, _inspect, _maintain, _transfer
 
     parser = CliParser(
         prog="mfm-store", description="Inspect, check, move and demo mfm_store databases "
-        "(deterministic, replayable workflow runs in one SQLite file).",
+        "(deterministic, replayable workflow runs in one SQLite file or a PostgreSQL "
+        "schema).",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_db_option(parser)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (_demo, _inspect, _maintain, _transfer):
+    for module in (_demo, _inspect, _maintain, _transfer, _sync_command, _fork_command,
+                   _ui_command):
         module.register(subparsers)
     return parser
 
@@ -66,8 +76,9 @@ _MAX_MESSAGE = 1000
 
 
 def _error(message: str, code: str) -> None:
-    """One line, whatever the message holds (a path may contain a newline)."""
-    text = message.replace("\r", "\\r").replace("\n", "\\n")
+    """One line, whatever the message holds (a path may contain a newline), and never a
+    password (a message may quote a PostgreSQL URL)."""
+    text = redact(message).replace("\r", "\\r").replace("\n", "\\n")
     if len(text) > _MAX_MESSAGE:
         text = text[:_MAX_MESSAGE] + "..."
     sys.stderr.write(f"mfm-store: error: {text} [{code}]\n")

@@ -11,14 +11,16 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, Protocol, TextIO, cast
 
+from .._open import is_postgres_target, open_store
 from ..errors import (
     CODE_NOT_A_DATABASE,
     CODE_SCHEMA_TOO_NEW,
@@ -28,8 +30,9 @@ from ..errors import (
     MfmError,
 )
 from ..ids import RunId
-from ..sqlite import SqliteStore
-from ..transfer import CODE_EXPORT_MALFORMED, CODE_RUN_NOT_FOUND, ProgressFn
+from ..sqlite._gc import GcReport
+from ..sqlite._verify import VerifyReport
+from ..transfer import CODE_EXPORT_MALFORMED, CODE_RUN_NOT_FOUND, ExportableStore, ProgressFn
 
 __all__ = [
     "DB_ENV",
@@ -39,8 +42,10 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PROBLEM",
     "EXIT_USAGE",
+    "MEMORY",
     "CliError",
     "CliParser",
+    "CliStore",
     "Handler",
     "add_command",
     "check_database_file",
@@ -48,13 +53,16 @@ __all__ = [
     "db_text",
     "exit_code_for",
     "file_kind",
+    "is_path_target",
     "iso_millis",
     "open_existing",
     "print_json",
     "progress_bar",
+    "redact",
     "resolve_run",
     "seq_arg",
     "shorten",
+    "shown_target",
     "spinner",
 ]
 
@@ -67,7 +75,40 @@ _FILE_CODES = {CODE_STORE_NOT_FOUND, CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW,
                CODE_STORE_NEEDS_RECOVERY, CODE_STORE_UNAVAILABLE, CODE_EXPORT_MALFORMED}
 _NOT_FOUND_CODES = {CODE_RUN_NOT_FOUND, "artifact_not_found"}
 
+MEMORY = "memory:"
+
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+class CliStore(ExportableStore, Protocol):
+    """What the commands use beyond the store protocol: every durable backend has it."""
+
+    async def verify(self, *, progress: ProgressFn | None = None) -> VerifyReport: ...
+
+    async def gc(self, *, apply: bool = False, min_age_seconds: float = 3600.0) -> GcReport: ...
+
+
+# A URL's password (``scheme://user:PASSWORD@``) and a ``password=`` parameter (libpq's
+# key=value form or a URL query).
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/@:]*:)[^\s@/]*@", re.IGNORECASE)
+_PARAM_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|[^\s&#]*)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL password and ``password=`` value replaced by ``***``."""
+    return _PARAM_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
+
+
+def shown_target(target: str | os.PathLike[str]) -> str:
+    """A ``--db`` value for messages and output: a path as given, a URL without its password."""
+    text = os.fspath(target)
+    return redact(text) if is_postgres_target(text) else text
+
+
+def is_path_target(target: str | os.PathLike[str]) -> bool:
+    """Whether ``target`` names a SQLite file (not ``postgresql://...`` nor ``memory:``)."""
+    text = os.fspath(target)
+    return text != MEMORY and not is_postgres_target(text)
 
 
 class CliError(Exception):
@@ -83,6 +124,8 @@ class CliParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line with a code, like every other."""
 
     def error(self, message: str) -> NoReturn:
+        # An invalid argument is echoed: it may be a URL with a password.
+        message = redact(message)
         sys.stderr.write(f"mfm-store: error: {self.prog}: {message} "
                          f"(see {self.prog} --help) [{CODE_USAGE}]\n")
         raise SystemExit(EXIT_USAGE)
@@ -129,8 +172,9 @@ def add_command(subparsers: Any, name: str, handler: Handler, *, help: str,
 
 
 def add_db_option(parser: argparse.ArgumentParser, default: Any = None) -> None:
-    parser.add_argument("--db", metavar="PATH", default=default,
-                        help=f"the database file (default: ${DB_ENV})")
+    parser.add_argument("--db", metavar="STORE", default=default,
+                        help="the database: a file path, postgresql://... (#schema=NAME) or "
+                             f"memory: (default: ${DB_ENV})")
 
 
 def db_text(args: argparse.Namespace) -> str:
@@ -138,7 +182,7 @@ def db_text(args: argparse.Namespace) -> str:
     as given (``Path`` would drop a trailing separator)."""
     value: str | None = getattr(args, "db", None) or os.environ.get(DB_ENV)
     if not value:
-        raise CliError(f"no database given: pass --db PATH or set {DB_ENV}", EXIT_USAGE,
+        raise CliError(f"no database given: pass --db STORE or set {DB_ENV}", EXIT_USAGE,
                        CODE_USAGE)
     return value
 
@@ -174,16 +218,29 @@ def check_database_file(path: Path) -> bool:
 
 
 @asynccontextmanager
-async def open_existing(path: Path, *, write: bool = False) -> AsyncIterator[SqliteStore]:
-    """Open a database that must exist (never creates one); read-only unless ``write``."""
-    if not check_database_file(path):
-        raise CliError(f"{path}: no such file", EXIT_FILE, CODE_STORE_NOT_FOUND)
-    async with SqliteStore.open(path, read_only=not write) as store:
-        yield store
+async def open_existing(target: str | os.PathLike[str], *,
+                        write: bool = False) -> AsyncIterator[CliStore]:
+    """Open a store that must exist (never creates a file); read-only unless ``write``.
+
+    A path must be an existing database file (:func:`check_database_file`); a PostgreSQL URL
+    is opened as it is (read-only, a missing schema is ``store_not_found``). ``memory:`` is
+    refused: it is a new, empty store in every command, with nothing to read.
+    """
+    text = os.fspath(target)
+    if text == MEMORY:
+        raise CliError("memory: is a new, empty store in each command: nothing to read or "
+                       "maintain (it is useful as an import check or a push destination)",
+                       EXIT_USAGE, CODE_USAGE)
+    if is_path_target(text) and not check_database_file(Path(text)):
+        raise CliError(f"{text}: no such file", EXIT_FILE, CODE_STORE_NOT_FOUND)
+    async with open_store(target, read_only=not write) as store:
+        # SqliteStore and PostgresStore have CliStore's methods; MemoryStore is refused above.
+        yield cast(CliStore, store)
 
 
-async def resolve_run(store: SqliteStore, text: str) -> RunId:
-    """A run of ``store`` given by its id or a unique prefix of it."""
+async def resolve_run(store: CliStore, text: str, where: str | os.PathLike[str]) -> RunId:
+    """A run of ``store`` given by its id or a unique prefix of it; ``where`` names the
+    store in messages (:func:`shown_target`)."""
     wanted = text.strip().lower()
     if not wanted:
         raise CliError("empty run id", EXIT_USAGE, CODE_USAGE)
@@ -196,8 +253,8 @@ async def resolve_run(store: SqliteStore, text: str) -> RunId:
     if matches:
         raise CliError(f"run id prefix {shorten(text)} matches {len(matches)} runs; give "
                        "more of it", EXIT_USAGE, CODE_USAGE)
-    raise CliError(f"{store.path}: no run {shorten(text)} (list them with: mfm-store runs)",
-                   EXIT_NOT_FOUND, CODE_RUN_NOT_FOUND)
+    raise CliError(f"{shown_target(where)}: no run {shorten(text)} (list them with: "
+                   "mfm-store runs)", EXIT_NOT_FOUND, CODE_RUN_NOT_FOUND)
 
 
 def print_json(value: Any, out: TextIO | None = None) -> None:

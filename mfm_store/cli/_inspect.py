@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..events import (
@@ -25,7 +26,8 @@ from ._common import (
     EXIT_USAGE,
     CliError,
     add_command,
-    db_path,
+    db_text,
+    is_path_target,
     iso_millis,
     open_existing,
     print_json,
@@ -84,7 +86,7 @@ def _line(env: EventEnvelope, full_ids: bool) -> str:
 
 
 async def _runs(args: argparse.Namespace) -> int:
-    async with open_existing(db_path(args)) as store:
+    async with open_existing(db_text(args)) as store:
         runs = await store.list_runs()
     if args.json:
         print_json([{"run_id": str(r.run_id), "op_id": r.op_id, "status": r.status,
@@ -102,8 +104,9 @@ async def _runs(args: argparse.Namespace) -> int:
 
 
 async def _show(args: argparse.Namespace) -> int:
-    async with open_existing(db_path(args)) as store:
-        run_id = await resolve_run(store, args.run)
+    db = db_text(args)
+    async with open_existing(db) as store:
+        run_id = await resolve_run(store, args.run, db)
         if args.json:
             out = sys.stdout.buffer
             async for env in store.iter_events(run_id, args.from_seq, args.to_seq):
@@ -128,8 +131,9 @@ def _value(data: bytes) -> tuple[str, Any]:
 
 
 async def _facts(args: argparse.Namespace) -> int:
-    async with open_existing(db_path(args)) as store:
-        run_id = await resolve_run(store, args.run)
+    db = db_text(args)
+    async with open_existing(db) as store:
+        run_id = await resolve_run(store, args.run, db)
         facts = dict(sorted((await store.facts(run_id)).items()))
         values = {k: _value(await store.get(pid)) for k, pid in facts.items()} \
             if args.values else {}
@@ -161,13 +165,14 @@ async def _artifact(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"{exc} (an artifact id is 64 hex characters)", EXIT_USAGE,
                        "invalid_id") from None
-    db = db_path(args)
-    if args.output is None:
-        check_stdout_is_not(db)
+    db = db_text(args)
+    database = Path(db) if is_path_target(db) else None
+    if args.output is None and database is not None:
+        check_stdout_is_not(database)
     async with open_existing(db) as store:
         if args.output is not None:
             # Checked before reading, so that a refused destination costs nothing.
-            with output_file(args.output, force=args.force, database=db) as out:
+            with output_file(args.output, force=args.force, database=database) as out:
                 out.write(await store.get(artifact_id))
             return EXIT_OK
         data = await store.get(artifact_id)
@@ -184,7 +189,7 @@ async def _artifact(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    p = add_command(subparsers, "runs", _runs, help="list the runs in the file",
+    p = add_command(subparsers, "runs", _runs, help="list the runs in the store",
                     example="mfm-store runs --db runs.db\nmfm-store runs --db runs.db --json")
     p.add_argument("--json", action="store_true", help="print a JSON array")
 

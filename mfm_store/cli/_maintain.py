@@ -9,17 +9,22 @@ from typing import Any
 
 import attrs
 
+from ..sqlite import SqliteStore
+from ..sync import copy_to_file
 from ._common import (
     EXIT_OK,
     EXIT_PROBLEM,
     EXIT_USAGE,
+    MEMORY,
     CliError,
     add_command,
-    db_path,
+    db_text,
+    is_path_target,
     open_existing,
     print_json,
     progress_bar,
     shorten,
+    shown_target,
     spinner,
 )
 from ._files import check_new_file, check_not_database
@@ -28,16 +33,20 @@ __all__ = ["register"]
 
 
 async def _verify(args: argparse.Namespace) -> int:
-    path = db_path(args)
-    async with open_existing(path) as store, progress_bar() as bar:
+    db = db_text(args)
+    async with open_existing(db) as store, progress_bar() as bar:
         report = await store.verify(progress=bar)
     if args.json:
         print_json({"ok": report.ok, "runs": report.runs, "events": report.events,
                     "fact_bindings": report.bindings, "artifacts": report.artifacts,
                     "problems": [attrs.asdict(p) for p in report.problems]})
     else:
-        print(f"{path}: {report}")
+        print(f"{shown_target(db)}: {report}")
     return EXIT_OK if report.ok else EXIT_PROBLEM
+
+
+def _same_source(a: str, b: str) -> bool:
+    return Path(a) == Path(b) if is_path_target(a) and is_path_target(b) else a == b
 
 
 async def _backup(args: argparse.Namespace) -> int:
@@ -46,17 +55,30 @@ async def _backup(args: argparse.Namespace) -> int:
         raise CliError("backup takes SRC DEST, or DEST with --db SRC", EXIT_USAGE, "usage")
     if len(paths) == 2:
         given = getattr(args, "db", None)
-        if given is not None and Path(given) != Path(paths[0]):
-            raise CliError(f"two sources given: --db {given} and {paths[0]}", EXIT_USAGE,
-                           "usage")
-        src, dest = Path(paths[0]), Path(paths[1])
+        if given is not None and not _same_source(given, paths[0]):
+            raise CliError(f"two sources given: --db {shown_target(given)} and "
+                           f"{shown_target(paths[0])}", EXIT_USAGE, "usage")
+        src, dest_text = paths[0], paths[1]
     else:
-        src, dest = db_path(args), Path(paths[0])
-    check_not_database(dest, src)
-    check_new_file(paths[-1])
+        src, dest_text = db_text(args), paths[0]
+    if not is_path_target(dest_text):
+        raise CliError(f"backup writes a new SQLite file, not {shown_target(dest_text)} (to "
+                       "copy runs into another store, use push)", EXIT_USAGE, "usage")
+    if src == MEMORY:
+        raise CliError("memory: is a new, empty store in each command: nothing to back up",
+                       EXIT_USAGE, "usage")
+    dest = Path(dest_text)
+    if is_path_target(src):
+        check_not_database(dest, Path(src))
+    check_new_file(dest_text)
     async with open_existing(src) as store, spinner("backing up"):
-        await store.backup(dest)
-    print(f"backed up {src} to {dest} ({dest.stat().st_size} bytes)")
+        if isinstance(store, SqliteStore):
+            await store.backup(dest)
+        else:
+            # Another backend: its runs copied into a new compact file, each run's events
+            # together, which replays offline like a backup of a file.
+            await copy_to_file(store, dest)
+    print(f"backed up {shown_target(src)} to {dest} ({dest.stat().st_size} bytes)")
     return EXIT_OK
 
 
@@ -77,7 +99,7 @@ _MAX_AGE = 1e12
 
 
 async def _gc(args: argparse.Namespace) -> int:
-    async with open_existing(db_path(args), write=args.apply) as store, spinner("scanning"):
+    async with open_existing(db_text(args), write=args.apply) as store, spinner("scanning"):
         report = await store.gc(apply=args.apply,
                                 min_age_seconds=min(args.min_age, _MAX_AGE))
     if args.json:
@@ -96,7 +118,7 @@ async def _gc(args: argparse.Namespace) -> int:
 
 
 async def _stats(args: argparse.Namespace) -> int:
-    async with open_existing(db_path(args)) as store:
+    async with open_existing(db_text(args)) as store:
         stats = await store.stats()
     if args.json:
         print_json(stats)
@@ -119,11 +141,15 @@ def register(subparsers: Any) -> None:
 
     p = add_command(subparsers, "backup", _backup,
                     help="write a consistent copy of a database",
-                    description="Write a consistent copy of SRC to DEST, each run's events "
-                                "stored together, while writers continue. DEST must not "
-                                "exist. SRC may also be given with --db or $MFM_STORE_DB.",
+                    description="Write a consistent, compact copy of SRC to the new SQLite "
+                                "file DEST, each run's events stored together, while writers "
+                                "continue. DEST must not exist. SRC may also be given with "
+                                "--db or $MFM_STORE_DB; of a PostgreSQL store (SRC "
+                                "postgresql://...) the copy is a SQLite file holding all its "
+                                "runs and the artifacts they name, ready to replay offline.",
                     example="mfm-store backup runs.db copy.db\n"
-                            "mfm-store backup --db runs.db copy.db")
+                            "mfm-store backup --db runs.db copy.db\n"
+                            "mfm-store backup --db postgresql://app@centre/prod audit.db")
     p.add_argument("paths", nargs="+", metavar="SRC DEST", help="[SRC] DEST")
 
     p = add_command(subparsers, "gc", _gc,

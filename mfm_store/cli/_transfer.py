@@ -7,19 +7,21 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from ..sqlite import SqliteStore
+from .._open import open_store
 from ..transfer import CODE_EXPORT_MALFORMED, ImportReport, export_jsonl, import_jsonl
 from ._common import (
     EXIT_FILE,
     EXIT_OK,
+    MEMORY,
     CliError,
     add_command,
     check_database_file,
-    db_path,
     db_text,
+    is_path_target,
     open_existing,
     progress_bar,
     resolve_run,
+    shown_target,
 )
 from ._files import (
     check_stdout_is_not,
@@ -35,16 +37,17 @@ __all__ = ["register"]
 
 
 async def _export(args: argparse.Namespace) -> int:
-    db = db_path(args)
-    if args.output is None:
-        check_stdout_is_not(db)
+    db = db_text(args)
+    database = Path(db) if is_path_target(db) else None
+    if args.output is None and database is not None:
+        check_stdout_is_not(database)
     async with open_existing(db) as store, progress_bar() as progress:
-        run_id = None if args.run is None else await resolve_run(store, args.run)
+        run_id = None if args.run is None else await resolve_run(store, args.run, db)
         if args.output is None:
             report = await export_jsonl(store, sys.stdout.buffer, run_id=run_id,
                                         progress=progress)
         else:
-            with output_file(args.output, force=args.force, database=db) as out:
+            with output_file(args.output, force=args.force, database=database) as out:
                 report = await export_jsonl(store, out, run_id=run_id, progress=progress)
     if args.output is not None:
         print(f"exported {report.runs} run(s), {report.events} events, {report.artifacts} "
@@ -52,8 +55,8 @@ async def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _import_into(path: Path, source: IO[bytes]) -> ImportReport:
-    async with SqliteStore.open(path) as store, progress_bar() as progress:
+async def _import_into(target: str | Path, source: IO[bytes]) -> ImportReport:
+    async with open_store(target) as store, progress_bar() as progress:
         try:
             return await import_jsonl(store, source, progress=progress)
         except RecursionError:
@@ -64,13 +67,18 @@ async def _import_into(path: Path, source: IO[bytes]) -> ImportReport:
 
 
 async def _import(args: argparse.Namespace) -> int:
-    path = db_path(args)
-    created = not check_database_file(path)
+    db = db_text(args)
+    # The database file is checked before the input is read.
+    created = is_path_target(db) and not check_database_file(Path(db))
     with open_input(args.file) as source:
-        if created:
+        if not is_path_target(db):
+            # PostgreSQL: the schema is created if missing, in the import's first write.
+            # memory: a new store, dropped at the end: the import is a full check.
+            report = await _import_into(db, source)
+        elif created:
             # Import into a hidden file beside the target, which appears only once the
             # import is complete: a refused or failed import leaves the folder as it was.
-            target = new_file_target(db_text(args))
+            target = new_file_target(db)
             temp = sibling_name(target, ".importing")
             try:
                 report = await _import_into(temp, source)
@@ -78,10 +86,15 @@ async def _import(args: argparse.Namespace) -> int:
             finally:
                 discard_database(temp)
         else:
-            report = await _import_into(path, source)
-    where = f"{path} (new file)" if created else str(path)
+            report = await _import_into(db, source)
+    where = f"{db} (new file)" if created else shown_target(db)
+    if db == MEMORY:
+        print(f"{MEMORY} the export is valid: it would import {report.events_added} events "
+              f"({report.runs_added} run(s)) and {report.artifacts_added} artifact(s) into an "
+              "empty store; nothing was kept (memory: lasts one command)")
+        return EXIT_OK
     if not report.changed:
-        print(f"{where}: nothing to import, the file already holds everything "
+        print(f"{where}: nothing to import, the store already holds everything "
               f"({report.runs_skipped} run(s), {report.artifacts_present} artifact(s))")
         return EXIT_OK
     print(f"{where}: imported {report.events_added} events "
@@ -103,7 +116,8 @@ def register(subparsers: Any) -> None:
                                 "are never written, even with --force.",
                     example="mfm-store export --db runs.db -o runs.jsonl\n"
                             "mfm-store export --db runs.db -o runs.jsonl --force\n"
-                            "mfm-store export --db runs.db --run 3f2b8c1e > one-run.jsonl")
+                            "mfm-store export --db runs.db --run 3f2b8c1e > one-run.jsonl\n"
+                            "mfm-store export --db postgresql://app@centre/prod -o prod.jsonl")
     p.add_argument("--run", metavar="RUN", help="export only this run (id or unique prefix)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write to FILE instead of stdout; it appears only once complete")
@@ -112,7 +126,9 @@ def register(subparsers: Any) -> None:
 
     p = add_command(subparsers, "import", _import,
                     help="import an export (idempotent; creates the database if needed)",
-                    description="Import an export into the database (created if missing). The "
+                    description="Import an export into the database (a file or a PostgreSQL "
+                                "schema, created if missing; into memory: the export is only "
+                                "checked, as a dry run, and nothing is kept). The "
                                 "whole export is checked first; nothing is written if it is "
                                 "malformed, truncated, or holds a run that differs from the "
                                 "one in the database; a new database file appears only "
@@ -120,5 +136,7 @@ def register(subparsers: Any) -> None:
                                 "skipped, so importing twice is harmless. FILE '-' reads "
                                 "standard input.",
                     example="mfm-store import --db copy.db runs.jsonl\n"
-                            "mfm-store export --db a.db | mfm-store import --db b.db -")
+                            "mfm-store export --db a.db | mfm-store import --db b.db -\n"
+                            "mfm-store import --db postgresql://app@centre/prod runs.jsonl\n"
+                            "mfm-store import --db memory: runs.jsonl   # only check it")
     p.add_argument("file", metavar="FILE", help="the export to read ('-' for stdin)")
