@@ -38,6 +38,7 @@ from .cli._common import (
     print_json,
     progress_bar,
     shorten,
+    shown_target,
 )
 from .errors import MfmError
 from .ids import RunId
@@ -60,14 +61,8 @@ def _local(args: argparse.Namespace) -> str:
 
 
 def _shown(target: str) -> str:
-    """A target for messages: a PostgreSQL URL without its password."""
-    if not is_postgres_target(target):
-        return target
-    scheme, _, rest = target.partition("://")
-    auth, at, host = rest.rpartition("@")
-    if at and ":" in auth:
-        auth = auth.split(":", 1)[0] + ":***"
-    return f"{scheme}://{auth}{at}{host}"
+    """A target for messages: a PostgreSQL URL without its password (in any form)."""
+    return shown_target(target)
 
 
 def _check_target(target: str, *, source: bool) -> None:

@@ -299,6 +299,34 @@ def test_a_dsn_password_is_never_printed(loaded: Loaded, tmp_path: Path) -> None
     assert ":***@" in err(results[-3]) and "invalid choice" in err(results[-3])
 
 
+def test_a_password_given_as_a_url_parameter_is_never_printed(loaded: Loaded,
+                                                              tmp_path: Path) -> None:
+    base, _, schema = loaded.target.partition("#schema=")
+    parts = urlsplit(base)
+    # The server's own password moved into the query (the marker for the test server).
+    netloc = parts.netloc.rpartition("@")[2]
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    query = f"{parts.query}&" if parts.query else ""
+    target = urlunsplit(parts._replace(netloc=netloc,
+                                       query=f"{query}password={loaded.password}"))
+    target += f"#schema={schema}"
+    assert loaded.password in target and f":{loaded.password}@" not in target
+    commands: list[list[str]] = [
+        ["runs", "--db", target], ["verify", "--db", target],
+        ["backup", "--db", target, str(tmp_path / "b.db")],
+        ["push", "--db", str(loaded.db), target],
+        ["pull", target, "--db", str(tmp_path / "pulled.db")],
+        ["show", "ffffffff", "--db", target]]
+    results = cli_all(*commands)
+    for command, result in zip(commands, results, strict=True):
+        text = (result.stdout + result.stderr).decode("utf-8", "replace")
+        assert loaded.password not in text, (command, text)
+    assert [r.returncode for r in results] == [0, 0, 0, 0, 0, 4], \
+        [err(r) for r in results]
+    assert "password=***" in out(results[2]) + out(results[3])
+
+
 # push, pull and ui as mfm-store commands
 
 def test_push_and_pull_between_a_file_and_postgres(loaded: Loaded, tmp_path: Path) -> None:

@@ -13,10 +13,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 from .._open import open_store
-from ..cli._common import DB_ENV, EXIT_FILE, EXIT_OK, EXIT_USAGE, CliError, add_command
+from ..cli._common import (
+    DB_ENV,
+    EXIT_FILE,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    add_command,
+    shown_target,
+)
 from ..errors import CODE_NOT_A_DATABASE
 from ..stores import Store
 
@@ -67,12 +74,8 @@ async def open_read_only(target: str | os.PathLike[str]) -> AsyncIterator[tuple[
 
 
 def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    # Both spellings: user:password@ and ?password=.
+    return shown_target(url)
 
 
 async def serve(target: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 0,
