@@ -17,6 +17,7 @@ from .errors import (
     StorageError,
 )
 from .events import EventEnvelope, decode_event, encode_event
+from .follow import After, Follower, Hub
 from .ids import ArtifactId, FactKey, OpId, RunId
 from .stores import ArtifactKind, FactBinding, RunSummary
 
@@ -54,6 +55,9 @@ class MemoryStore:
         self._artifacts: dict[ArtifactId, tuple[ArtifactKind, bytes]] = {}
         self._lock = asyncio.Lock()
         self._closed = False
+        # Every event in commit order (None where a run was pruned): follow's positions.
+        self._log: list[EventEnvelope | None] = []
+        self._hub: Hub | None = None
 
     async def __aenter__(self) -> MemoryStore:
         return self
@@ -64,6 +68,8 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._closed = True
+        if self._hub is not None:
+            await self._hub.close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -110,8 +116,10 @@ class MemoryStore:
             run.facts = bound
             return len(run.events)
 
-    @staticmethod
-    def _commit(run: _Run, envelopes: list[EventEnvelope]) -> None:
+    def _commit(self, run: _Run, envelopes: list[EventEnvelope]) -> None:
+        self._log.extend(envelopes)
+        if self._hub is not None:
+            self._hub.notify()
         for env in envelopes:
             run.events.append(env)
             op_id = _rules.op_id_of(env.event)
@@ -144,6 +152,13 @@ class MemoryStore:
                        created_millis=r.created, updated_millis=r.updated or r.created)
             for rid, r in self._runs.items()
         ]
+
+    def follow(self, run_id: RunId | str | None = None, *, after: After = None) -> Follower:
+        """Events as they are appended: one run's (cursor: seq) or every run's in commit
+        order (cursor: the count of events appended before); see :mod:`mfm_store.follow`."""
+        self._check_open()
+        from ._memory_follow import follower
+        return follower(self, run_id, after)
 
     # artifacts
 

@@ -37,11 +37,13 @@ from ..errors import (
     StorageError,
 )
 from ..events import DomainEvent, EventEnvelope, decode_event, encode_event
+from ..follow import After, Follower
 from ..ids import ArtifactId, FactKey, OpId, RunId
 from ..sqlite import _checksums as cs
 from ..sqlite._gc import GcReport
 from ..sqlite._verify import VerifyReport
 from ..stores import ArtifactKind, FactBinding, ProgressFn, RunSummary
+from . import _follow
 from . import _queries as q
 from ._errors import describe_dsn, mapped
 from ._maintain import refs, unreferenced, verify_connection
@@ -158,6 +160,7 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
+        await _follow.close_hub(self)
         if self._checking is not None:
             self._checking.cancel()
             with contextlib.suppress(BaseException):  # a cancelled check needs no report
@@ -361,6 +364,13 @@ class PostgresStore:
                        updated_millis=updated)
             for rid, op, status, head, created, updated in await self._fetchall(q.RUN_LIST, ())
         ]
+
+    def follow(self, run_id: RunId | str | None = None, *, after: After = None) -> Follower:
+        """Committed events as they land, by polling: one run's (cursor: seq) or every run's
+        (cursor: each run's seq); see :mod:`mfm_store.postgres._follow`. Ends when closed
+        (``aclose``) or when the store closes."""
+        self._check_open()
+        return _follow.follower(self, run_id, after)
 
     # artifacts
 

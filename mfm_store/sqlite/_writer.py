@@ -131,6 +131,8 @@ class GroupCommitWriter:
         self._scheduled = False
         self._on_thread = False
         self._thread: ThreadPoolExecutor | None = None
+        # Called on the loop after each commit (followers of this store look at once).
+        self.on_commit: Callable[[], None] | None = None
 
     async def run(self, op: Op) -> Any:
         """Run ``op`` in the next batch; return its result after COMMIT, or raise its error."""
@@ -145,6 +147,8 @@ class GroupCommitWriter:
                 cur.execute("BEGIN IMMEDIATE")
                 result = op(cur)
                 cur.execute("COMMIT")
+                if self.on_commit is not None:
+                    self.on_commit()
                 return result
             except BaseException as exc:
                 if cur.connection.in_transaction:
@@ -190,6 +194,8 @@ class GroupCommitWriter:
                 asyncio.get_running_loop().create_task(self._flush_on_thread(batch))
                 return
             _deliver(batch, outcomes)
+            if self.on_commit is not None:
+                self.on_commit()
         if self._pending and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -204,6 +210,8 @@ class GroupCommitWriter:
         finally:
             self._on_thread = False
         _deliver(batch, outcomes)
+        if self.on_commit is not None:
+            self.on_commit()
         self._flush()
 
     def _blocking_batch(self, ops: list[Op]) -> list[Outcome]:

@@ -31,11 +31,12 @@ from ..events import (
     decode_event,
     encode_event,
 )
+from ..follow import After, Follower
 from ..ids import ArtifactId, FactKey, OpId, RunId
 from ..stores import ArtifactKind, FactBinding, ProgressFn, RunSummary
 from . import _checksums as cs
+from . import _follow, _readonly
 from . import _queries as q
-from . import _readonly
 from ._backup import write_backup
 from ._errors import map_errors
 from ._gc import GcReport, refs_since, unreferenced
@@ -151,6 +152,7 @@ class SqliteStore:
             return
         self._closed = True
         try:
+            await _follow.close_hub(self)
             if self._writer is not None:
                 await self._writer.drain()
         finally:
@@ -284,6 +286,14 @@ class SqliteStore:
                 raise CorruptionError(f"{self._path}: the row of run {rid!r} is not "
                                       f"readable ({exc}); run verify") from exc
         return out
+
+    def follow(self, run_id: RunId | str | None = None, *, after: After = None) -> Follower:
+        """Committed events as they land, from any process: one run's (cursor: seq) or every
+        run's in commit order (cursor: row id); see :mod:`mfm_store.follow` and README,
+        "Following runs". Ends when closed (``aclose``) or when the store closes."""
+        if self._closed:
+            raise StorageError(f"{self._path}: store is closed", code=CODE_STORE_CLOSED)
+        return _follow.follower(self, run_id, after)
 
     # artifacts
 
