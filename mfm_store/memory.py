@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import os
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
 from types import TracebackType
 
 import attrs
@@ -19,7 +21,8 @@ from .errors import (
 from .events import EventEnvelope, decode_event, encode_event
 from .follow import After, Follower, Hub
 from .ids import ArtifactId, FactKey, OpId, RunId
-from .stores import ArtifactKind, FactBinding, RunSummary
+from .retention import PruneReport
+from .stores import ArtifactKind, FactBinding, RunSummary, Store
 
 __all__ = ["MemoryStore"]
 
@@ -159,6 +162,20 @@ class MemoryStore:
         self._check_open()
         from ._memory_follow import follower
         return follower(self, run_id, after)
+
+    async def prune(self, run_ids: Iterable[RunId | str] | None = None, *,
+                    finished_before: int | float | datetime | None = None,
+                    keep_last: int | None = None,
+                    archive: str | os.PathLike[str] | Store | None = None,
+                    dry_run: bool = False,
+                    artifact_min_age_seconds: float = 60.0) -> PruneReport:
+        """As :meth:`SqliteStore.prune <mfm_store.sqlite.SqliteStore.prune>`: finished runs
+        and then the artifacts nothing references any more (artifacts have no age here:
+        ``artifact_min_age_seconds`` is accepted for the same signature)."""
+        from ._memory_follow import prune
+
+        return await prune(self, run_ids, finished_before=finished_before,
+                           keep_last=keep_last, archive_to=archive, dry_run=dry_run)
 
     # artifacts
 

@@ -120,6 +120,10 @@ def check_and_migrate(conn: sqlite3.Connection, path: Path, *, read_only: bool) 
         raise StorageError(f"{path}: the file is empty, not an mfm_store database",
                            code=CODE_NOT_A_DATABASE)
     with map_errors(str(path)):
+        if version == 0 and not has_tables:
+            # A new file gives the pages prune frees back (see README, "Keeping the file
+            # small"); only possible before its first table.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have migrated while we waited for the lock.

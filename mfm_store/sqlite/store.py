@@ -8,6 +8,7 @@ import os
 import sqlite3
 import warnings
 from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -33,7 +34,8 @@ from ..events import (
 )
 from ..follow import After, Follower
 from ..ids import ArtifactId, FactKey, OpId, RunId
-from ..stores import ArtifactKind, FactBinding, ProgressFn, RunSummary
+from ..retention import PruneReport
+from ..stores import ArtifactKind, FactBinding, ProgressFn, RunSummary, Store
 from . import _checksums as cs
 from . import _follow, _readonly
 from . import _queries as q
@@ -480,6 +482,26 @@ class SqliteStore:
                 raise CorruptionError(f"{self._path}: artifact {aid} has an unreadable kind "
                                       f"({exc}); run verify") from exc
             yield ArtifactId(aid), parsed, data
+
+    async def prune(self, run_ids: Iterable[RunId | str] | None = None, *,
+                    finished_before: int | float | datetime | None = None,
+                    keep_last: int | None = None,
+                    archive: str | os.PathLike[str] | Store | None = None,
+                    dry_run: bool = False,
+                    artifact_min_age_seconds: float = 60.0) -> PruneReport:
+        """Delete finished runs: those of ``run_ids``, or by policy (finished before
+        ``finished_before``, a datetime or Unix ms; all but the ``keep_last`` most recently
+        finished). A running run is never pruned. With ``archive`` (a new export file path or
+        another store) the runs are copied there and the copy checked first. The runs'
+        events, bindings and rows go in one transaction; then the artifacts no remaining run
+        references (put more than ``artifact_min_age_seconds`` ago); then the freed pages go
+        back to the file system (incremental vacuum). ``dry_run`` only reports what would go.
+        See README, "Keeping the file small"."""
+        from ._prune import prune
+
+        return await prune(self, run_ids, finished_before=finished_before,
+                           keep_last=keep_last, archive_to=archive, dry_run=dry_run,
+                           artifact_min_age_seconds=artifact_min_age_seconds)
 
     async def gc(self, *, apply: bool = False, min_age_seconds: float = 3600.0) -> GcReport:
         """Find (and with ``apply=True`` delete) artifacts that no run references.
