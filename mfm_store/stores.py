@@ -20,7 +20,9 @@ __all__ = [
     "EventStore",
     "FactBinding",
     "FactStore",
+    "FollowableStore",
     "ProgressFn",
+    "PrunableStore",
     "RunSummary",
     "Store",
 ]
@@ -216,3 +218,31 @@ class Store(EventStore, ArtifactStore, FactStore, Protocol):
     ``close()`` is idempotent and finishes pending work."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class FollowableStore(Protocol):
+    """A store whose committed events can be followed as they land (every backend here).
+
+    ``follow(run_id=None, *, after=None)`` returns a :class:`mfm_store.follow.Follower`: an
+    async iterator of the events committed by any process, one run's in seq order or every
+    run's (on SQLite and in memory: in commit order), resumable exactly after a
+    :class:`~mfm_store.follow.FollowCursor` (``after``); closing it, or the store, ends it.
+    See README, "Following runs"."""
+
+    def follow(self, run_id: RunId | None = None, *,
+               after: Any = None) -> AsyncIterator[EventEnvelope]: ...
+
+
+@runtime_checkable
+class PrunableStore(Protocol):
+    """A store that can delete finished runs (``MemoryStore``, ``SqliteStore``).
+
+    ``prune(run_ids=None, *, finished_before=None, keep_last=None, archive=None,
+    dry_run=False)`` returns a :class:`mfm_store.retention.PruneReport`; a running run is
+    never pruned; with ``archive`` the runs are copied and checked before anything is deleted.
+    See README, "Keeping the file small"."""
+
+    async def prune(self, run_ids: Any = None, *, finished_before: Any = None,
+                    keep_last: int | None = None, archive: Any = None,
+                    dry_run: bool = False) -> Any: ...
