@@ -35,6 +35,9 @@ ROOT = str(Path(__file__).parent.parent)
 async def open_backend(name: str, tmp_path: Path) -> Any:
     if name == "memory":
         return MemoryStore()
+    if name == "postgres":
+        from conftest import BACKENDS
+        return await BACKENDS["postgres"](tmp_path)
     return await SqliteStore.open(tmp_path / "p.db")
 
 
@@ -53,7 +56,7 @@ async def make_run(store: Any, *, finished: bool, tag: str, shared: bytes = b"sh
     return run
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
 async def test_prune_deletes_finished_runs_and_their_own_artifacts_only(
         tmp_path: Path, backend: str) -> None:
     store = await open_backend(backend, tmp_path)
@@ -78,7 +81,7 @@ async def test_prune_deletes_finished_runs_and_their_own_artifacts_only(
         with pytest.raises(StorageError) as info:
             await store.prune([done], keep_last=1)
         assert info.value.info.code == "invalid_argument"
-        if backend == "sqlite":
+        if backend != "memory":
             assert (await store.verify()).ok
     finally:
         await store.close()
@@ -89,7 +92,7 @@ async def _id(kind: ArtifactKind, data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
 async def test_policy_keeps_the_last_and_the_recent(tmp_path: Path, backend: str) -> None:
     store = await open_backend(backend, tmp_path)
     try:
@@ -264,3 +267,31 @@ def test_prune_command_usage_errors(tmp_path: Path) -> None:
     assert main(["--db", path, "prune"]) == 2  # nothing said to prune
     assert main(["--db", path, "prune", "abc", "--keep-last", "1"]) == 2
     assert main(["--db", path, "prune", "--keep-last", "1"]) == 3  # no such file
+
+
+async def test_postgres_triggers_refuse_every_other_delete_and_update(tmp_path: Path) -> None:
+    import psycopg
+
+    from conftest import pg_dsn
+
+    store = await open_backend("postgres", tmp_path)
+    try:
+        done = await make_run(store, finished=True, tag="done")
+        running = await make_run(store, finished=False, tag="running")
+        assert (await store.prune([done], artifact_min_age_seconds=0)).runs == (done,)
+        schema = store._schema
+    finally:
+        await store.close()
+    async with await psycopg.AsyncConnection.connect(pg_dsn(), autocommit=True) as conn:
+        await conn.execute(f"SET search_path = {schema}")
+        for sql in ("DELETE FROM events", "UPDATE events SET seq = seq", "TRUNCATE events",
+                    "DELETE FROM fact_bindings", "UPDATE fact_bindings SET seq = seq",
+                    "DELETE FROM runs"):
+            with pytest.raises(psycopg.Error):
+                await conn.execute(sql)
+        with pytest.raises(psycopg.Error):  # even on the prune path: not a running run
+            async with conn.transaction():
+                await conn.execute("SET LOCAL mfm.prune = 'on'")
+                await conn.execute("DELETE FROM runs WHERE run_id = %s", (str(running),))
+        cur = await conn.execute("SELECT count(*) FROM events")
+        assert await cur.fetchone() == (3,)

@@ -177,7 +177,8 @@ SCHEMA_OBJECTS = (
 EXPECTED_OBJECTS = frozenset({
     ("table", "mfm_meta"), ("table", "runs"), ("table", "events"), ("table", "fact_bindings"),
     ("table", "artifacts"), ("view", "event_log"), ("trigger", "events_append_only"),
-    ("trigger", "fact_bindings_append_only"),
+    ("trigger", "fact_bindings_append_only"), ("trigger", "runs_deleted_by_prune_only"),
+    ("trigger", "runs_finished_only"),
 })
 VERIFY_RUNS = "SELECT run_pk, run_id, op_id, status, head_seq FROM runs ORDER BY run_pk"
 VERIFY_EVENTS = (

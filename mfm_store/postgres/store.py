@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import warnings
 from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -39,10 +41,11 @@ from ..errors import (
 from ..events import DomainEvent, EventEnvelope, decode_event, encode_event
 from ..follow import After, Follower
 from ..ids import ArtifactId, FactKey, OpId, RunId
+from ..retention import PruneReport
 from ..sqlite import _checksums as cs
 from ..sqlite._gc import GcReport
 from ..sqlite._verify import VerifyReport
-from ..stores import ArtifactKind, FactBinding, ProgressFn, RunSummary
+from ..stores import ArtifactKind, FactBinding, ProgressFn, RunSummary, Store
 from . import _follow
 from . import _queries as q
 from ._errors import describe_dsn, mapped
@@ -563,6 +566,20 @@ class PostgresStore:
         return {"runs": runs, "events": events, "fact_bindings": bindings,
                 "artifacts": artifacts, "artifact_bytes": int(artifact_bytes),
                 "file_bytes": int(size), "wal_bytes": 0}
+
+    async def prune(self, run_ids: Iterable[RunId | str] | None = None, *,
+                    finished_before: int | float | datetime | None = None,
+                    keep_last: int | None = None,
+                    archive: str | os.PathLike[str] | Store | None = None,
+                    dry_run: bool = False,
+                    artifact_min_age_seconds: float = 60.0) -> PruneReport:
+        """As :meth:`SqliteStore.prune <mfm_store.sqlite.SqliteStore.prune>` (the server
+        reuses freed space itself; no file to shrink). See README, "Keeping the file small"."""
+        from ._prune import prune
+
+        return await prune(self, run_ids, finished_before=finished_before,
+                           keep_last=keep_last, archive_to=archive, dry_run=dry_run,
+                           artifact_min_age_seconds=artifact_min_age_seconds)
 
     async def gc(self, *, apply: bool = False, min_age_seconds: float = 3600.0) -> GcReport:
         """Find (and with ``apply=True`` delete) artifacts that no run references.
