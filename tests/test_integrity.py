@@ -215,7 +215,7 @@ async def test_version_2_files_migrate_keeping_failures_failing(tmp_path: Path) 
         with pytest.raises(CorruptionError):
             await store.read_range(run)
     async with SqliteStore.open(path) as store:
-        assert store.schema_version == LATEST_VERSION == 3
+        assert store.schema_version == LATEST_VERSION == 4
         migrated = await store.verify()
         assert len(await store.read_range(run, 3)) == 1
         with pytest.raises(CorruptionError):
