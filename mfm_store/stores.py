@@ -236,7 +236,7 @@ class FollowableStore(Protocol):
 
 @runtime_checkable
 class PrunableStore(Protocol):
-    """A store that can delete finished runs (``MemoryStore``, ``SqliteStore``).
+    """A store that can delete finished runs (every backend here).
 
     ``prune(run_ids=None, *, finished_before=None, keep_last=None, archive=None,
     dry_run=False)`` returns a :class:`mfm_store.retention.PruneReport`; a running run is
