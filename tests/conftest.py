@@ -11,11 +11,17 @@ from typing import Any
 
 import pytest
 from helpers import pg_server
+from hypothesis import HealthCheck, settings
 
 from mfm_store import MemoryStore, Store
 from mfm_store.sqlite import SqliteStore
 
 VECTORS = Path(__file__).parent / "vectors"
+
+# The suite shares two cores with real processes and a PostgreSQL server: time limits per
+# example would make property tests fail on load, not on behaviour. Examples stay the same.
+settings.register_profile("mfm", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("mfm")
 
 
 def load_vector(name: str) -> Any:
