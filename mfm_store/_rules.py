@@ -51,6 +51,9 @@ I64_MIN = -(2**63)
 # Artifacts of these kinds hold JSON: the secret policy applies to them when they parse.
 JSON_KINDS = frozenset({"Manifest", "ContextSnapshot", "FactPayload", "Output"})
 SECRETS_MESSAGE = "(policy forbids persisting secrets)"
+# The kind a copy gives a declared reference (``meta.refs``) when the source cannot say the
+# stored one: an ``Other`` kind, stored as is (the bytes were checked where they came from).
+DECLARED_REF_KIND = ArtifactKind.other("Ref")
 
 
 class CheckedBytes(bytes):
@@ -304,8 +307,10 @@ def scan_events(run_id: RunId, envelopes: Sequence[EventEnvelope]) -> EventScan:
     Refuses (nothing written): secrets in a domain event's name or payload or in a failure's
     message or details (``secrets_detected``); a ``fact_recorded`` event whose payload is not
     exactly ``{"key": fact key, "payload_id": artifact id, "meta": JSON}`` (``meta`` may be
-    absent, as in streams imported from elsewhere) (``invalid_envelopes``); two bindings of
-    one key to different payloads (``fact_binding_conflict``).
+    absent, as in streams imported from elsewhere), or whose ``meta`` has a ``"refs"`` member
+    that is not a list of artifact ids (``invalid_envelopes``); two bindings of one key to
+    different payloads (``fact_binding_conflict``). ``refs`` includes the payload and every
+    declared reference (``meta.refs``) of a ``fact_recorded`` event.
     """
     scan = EventScan()
     for env in envelopes:
@@ -321,6 +326,8 @@ def scan_events(run_id: RunId, envelopes: Sequence[EventEnvelope]) -> EventScan:
                 elif scan.bindings[key][0] != pid:
                     raise binding_conflict(run_id, key, scan.bindings[key][0], pid)
                 scan.refs.setdefault(pid, seq)
+                for declared in _declared_refs(run_id, seq, event.payload):
+                    scan.refs.setdefault(declared, seq)
             if event.payload_ref is not None:
                 scan.refs.setdefault(event.payload_ref, seq)
             continue
@@ -357,13 +364,53 @@ def _fact_payload(run_id: RunId, seq: int, payload: object) -> tuple[str, Artifa
                            "artifact id", code=CODE_INVALID_ENVELOPES) from None
 
 
+def _declared_refs(run_id: RunId, seq: int, payload: dict[str, Any]) -> list[ArtifactId]:
+    """A written ``fact_recorded`` event's ``meta.refs``, checked (``invalid_envelopes``)."""
+    meta = payload.get("meta")
+    if not isinstance(meta, dict) or "refs" not in meta:
+        return []
+    try:
+        return list(check_refs(meta["refs"]))
+    except StorageError:
+        raise StorageError(f"event {seq} of run {run_id}: fact_recorded meta.refs must be a "
+                           "list of artifact ids", code=CODE_INVALID_ENVELOPES) from None
+
+
+def check_refs(refs: object) -> tuple[ArtifactId, ...]:
+    """The declared references of a fact (``refs=`` of ``bind_fact`` / ``record_fact``):
+    artifact ids, deduplicated, sorted. Not a list/tuple/set of ids: ``invalid_argument`` /
+    ``invalid_id``."""
+    if not isinstance(refs, list | tuple | set | frozenset):
+        raise invalid(f"refs must be a list of artifact ids, got {_show(refs)}")
+    return tuple(sorted({artifact_id_of(ref) for ref in refs}))
+
+
+def meta_refs(payload: object) -> list[ArtifactId]:
+    """The artifacts a ``fact_recorded`` payload declares it depends on:
+    ``payload["meta"]["refs"]`` (lenient: members that are not artifact ids are skipped; the
+    write path refuses them)."""
+    meta = payload.get("meta") if isinstance(payload, dict) else None
+    refs = meta.get("refs") if isinstance(meta, dict) else None
+    if not isinstance(refs, list):
+        return []
+    out = []
+    for ref in refs:
+        try:
+            out.append(ArtifactId(ref))
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
 def missing_artifact(run_id: RunId | str, seq: int, artifact_id: str) -> NotFoundError:
     return NotFoundError(f"event {seq} of run {run_id} names artifact {artifact_id}, which is "
                          "not in the store")
 
 
 def artifact_refs(event: Event) -> Iterator[str]:
-    """Artifact ids a kernel event or a domain event's ``payload_ref`` names."""
+    """Artifact ids a kernel event names, or a domain event's ``payload_ref`` and, for a
+    ``fact_recorded`` event, its declared references (``meta.refs``; not its payload, see
+    :func:`fact_binding_of`). Every reference walk (gc, verify, export, push, fork) uses it."""
     if isinstance(event, RunStarted):
         yield event.manifest_id
         yield event.initial_snapshot_id
@@ -377,8 +424,11 @@ def artifact_refs(event: Event) -> Iterator[str]:
     elif isinstance(event, RunCompleted):
         if event.final_snapshot_id is not None:
             yield event.final_snapshot_id
-    elif isinstance(event, DomainEvent) and event.payload_ref is not None:
-        yield event.payload_ref
+    elif isinstance(event, DomainEvent):
+        if event.payload_ref is not None:
+            yield event.payload_ref
+        if event.name == DOMAIN_FACT_RECORDED:
+            yield from meta_refs(event.payload)
 
 
 def fact_binding_of(event: object) -> tuple[str, ArtifactId] | None:
@@ -399,8 +449,12 @@ def fact_binding_of(event: object) -> tuple[str, ArtifactId] | None:
         return None
 
 
-def fact_recorded_event(key: str, payload_id: ArtifactId) -> DomainEvent:
-    return DomainEvent(DOMAIN_FACT_RECORDED, {"key": key, "payload_id": payload_id, "meta": {}})
+def fact_recorded_event(key: str, payload_id: ArtifactId,
+                        refs: Sequence[str] = ()) -> DomainEvent:
+    """The event of a new binding; ``refs`` (checked by :func:`check_refs`) become
+    ``meta.refs``, and ``meta`` is ``{}`` without them."""
+    meta: dict[str, Any] = {"refs": list(refs)} if refs else {}
+    return DomainEvent(DOMAIN_FACT_RECORDED, {"key": key, "payload_id": payload_id, "meta": meta})
 
 
 def head_moved(run_id: RunId | str, expected: int, head: int) -> ConcurrencyError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from . import _rules
@@ -117,9 +117,15 @@ class FactIndex:
 class FactRecorder(Protocol):
     """Makes a new fact binding durable. Bindings are durable whatever the event profile."""
 
-    async def record_fact_binding(self, key: FactKey,
-                                  payload_id: ArtifactId) -> FactBinding | ArtifactId | None:
+    async def record_fact_binding(self, key: FactKey, payload_id: ArtifactId, *,
+                                  refs: Sequence[ArtifactId] = ()
+                                  ) -> FactBinding | ArtifactId | None:
         """Record ``key → payload_id``; raise (any ``MfmError``) if it could not be recorded.
+
+        ``refs``: other artifacts the payload depends on (see ``FactStore.bind_fact``), to be
+        recorded with the binding. ``LiveIo`` passes it only when a transport declared some
+        (:class:`~mfm_store.live_io.IoAnswer`), so a recorder without the keyword keeps
+        working for every other fact.
 
         Returns ``None`` when the binding is recorded as asked, or the durable binding (a
         :class:`FactBinding`, or just its payload id); if that payload id differs from
@@ -142,17 +148,19 @@ class PayloadFactRecorder(FactRecorder, Protocol):
         """The artifact store the payloads go to (compared by identity)."""
         ...
 
-    async def record_fact_payload(self, key: FactKey, payload_id: ArtifactId,
-                                  data: bytes) -> FactBinding | ArtifactId | None:
+    async def record_fact_payload(self, key: FactKey, payload_id: ArtifactId, data: bytes, *,
+                                  refs: Sequence[ArtifactId] = ()
+                                  ) -> FactBinding | ArtifactId | None:
         """Store ``data`` (whose id is ``payload_id``) and record ``key → payload_id``;
-        same answers and errors as :meth:`FactRecorder.record_fact_binding`."""
+        same ``refs``, answers and errors as :meth:`FactRecorder.record_fact_binding`."""
         ...
 
 
 class NoopFactRecorder:
     """Records nothing (tests, or IO whose facts need not outlive the process)."""
 
-    async def record_fact_binding(self, key: FactKey, payload_id: ArtifactId) -> None:
+    async def record_fact_binding(self, key: FactKey, payload_id: ArtifactId, *,
+                                  refs: Sequence[ArtifactId] = ()) -> None:
         return None
 
 
@@ -185,14 +193,22 @@ class StoreFactRecorder:
     def payload_store(self) -> object:
         return self.store
 
-    async def record_fact_binding(self, key: FactKey, payload_id: ArtifactId) -> FactBinding:
+    async def record_fact_binding(self, key: FactKey, payload_id: ArtifactId, *,
+                                  refs: Sequence[ArtifactId] = ()) -> FactBinding:
+        """Bind ``key → payload_id`` (with the declared ``refs``, which must exist)."""
         check_fact_key(key)
+        if refs:
+            return await self._settle(self.store.bind_fact(self.run_id, key, payload_id,
+                                                           refs=refs))
         return await self._settle(self.store.bind_fact(self.run_id, key, payload_id))
 
-    async def record_fact_payload(self, key: FactKey, payload_id: ArtifactId,
-                                  data: bytes) -> FactBinding:
+    async def record_fact_payload(self, key: FactKey, payload_id: ArtifactId, data: bytes, *,
+                                  refs: Sequence[ArtifactId] = ()) -> FactBinding:
         """Like :meth:`record_fact_binding`, storing ``data`` in the same write."""
         check_fact_key(key)
+        if refs:
+            return await self._settle(self.store.record_fact(self.run_id, key, data,
+                                                             refs=refs))
         return await self._settle(self.store.record_fact(self.run_id, key, data))
 
     async def _settle(self, write: Awaitable[FactBinding]) -> FactBinding:

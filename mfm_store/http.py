@@ -67,7 +67,7 @@ from .errors import (
     TransportError,
 )
 from .ids import ArtifactId, FactKey
-from .live_io import IoCall, IoProvider, IoResult, LiveIoEnv
+from .live_io import IoAnswer, IoCall, IoProvider, IoResult, LiveIoEnv
 from .stores import ArtifactKind, ArtifactStore
 
 if TYPE_CHECKING:
@@ -144,8 +144,9 @@ def idempotency_key(run_id: object, fact_key: FactKey) -> str:
 
 def answer_artifact_refs(payload: bytes) -> list[ArtifactId]:
     """The artifacts a fact payload refers to if it is a recorded HTTP answer (its body
-    artifact), else ``[]``. For reference walks (gc, export, push, verify) that must keep an
-    answer's body with its fact; cheap on other payloads (one prefix test, no parse)."""
+    artifact), else ``[]``; cheap on other payloads (one prefix test, no parse). The store
+    does not need it: the transport declares the body artifact with the fact
+    (:class:`~mfm_store.live_io.IoAnswer`, stored as the event's ``meta.refs``)."""
     if not payload.startswith(b'{"body":{"artifact":"'):
         return []
     try:
@@ -288,17 +289,9 @@ class HttpRequest:
 
 
 def _artifacts_of(io: object) -> ArtifactStore | None:
-    """The artifact store an IO provider reads facts from (LiveIo, ReplayIo, the engine's
-    wrapper around them), found through their attributes; ``None`` if there is none."""
-    seen: object | None = io
-    for _ in range(4):
-        if seen is None:
-            break
-        store = getattr(seen, "artifacts", None) or getattr(seen, "_artifacts", None)
-        if store is not None:
-            return store  # type: ignore[no-any-return]
-        seen = getattr(seen, "_inner", None)
-    return None
+    """The artifact store an IO provider reads facts from: its public ``artifacts`` property
+    (LiveIo, ReplayIo, the engine's wrapper); ``None`` if it has none."""
+    return getattr(io, "artifacts", None)
 
 
 class Http:
@@ -479,7 +472,7 @@ class HttpTransport:
         self._f = factory
         self._env = env
 
-    async def call(self, call: IoCall) -> JsonValue:
+    async def call(self, call: IoCall) -> JsonValue | IoAnswer:
         group = self._f.namespace_group
         verb = call.namespace[len(group) + 1:] if call.namespace != group else "request"
         if verb != "request" and verb not in _SHORTCUTS:
@@ -489,8 +482,11 @@ class HttpTransport:
                                    policy=self._f.policy)
         return await self.perform(prepared, call.fact_key)
 
-    async def perform(self, prepared: PreparedRequest, key: FactKey | None) -> JsonValue:
-        """Send ``prepared`` and build the answer to record (artifact bodies stored)."""
+    async def perform(self, prepared: PreparedRequest,
+                      key: FactKey | None) -> JsonValue | IoAnswer:
+        """Send ``prepared`` and build the answer to record; an artifact body is stored and
+        declared (an :class:`IoAnswer` whose ``refs`` name it), so the store keeps it with
+        the fact."""
         import httpx
 
         f = self._f
@@ -550,7 +546,7 @@ class HttpTransport:
         return bytes(buf)
 
     async def _answer(self, response: httpx.Response, data: bytes, prepared: PreparedRequest,
-                      key: FactKey | None) -> JsonValue:
+                      key: FactKey | None) -> JsonValue | IoAnswer:
         f = self._f
         content_type = response.headers.get("content-type")
         charset = _charset(content_type) or "utf-8"
@@ -577,9 +573,10 @@ class HttpTransport:
                            f"{' and '.join(where)} {_SECRET_BODY_HELP}")
         if text is not None and len(data) <= f.inline_limit:
             answer["body"] = {"text": text, "encoding": charset}
-        else:
-            answer["body"] = {"artifact": await self._put(data), "size": len(data)}
-        return answer
+            return answer
+        body_id = await self._put(data)
+        answer["body"] = {"artifact": body_id, "size": len(data)}
+        return IoAnswer(answer, (ArtifactId(body_id),))
 
     async def _put(self, data: bytes) -> str:
         try:

@@ -53,6 +53,7 @@ from .ids import ArtifactId, FactKey, RunId, StateId
 from .stores import ArtifactKind, ArtifactStore, FactBinding, Store
 
 __all__ = [
+    "IoAnswer",
     "IoCall",
     "IoProvider",
     "IoResult",
@@ -65,6 +66,10 @@ __all__ = [
     "TransportRegistryError",
     "UnimplementedLiveIoTransportFactory",
 ]
+
+def _artifact_tuple(refs: Iterable[Any]) -> tuple[ArtifactId, ...]:
+    return tuple(ArtifactId(ref) for ref in refs)
+
 
 def _opt_artifact(value: Any) -> ArtifactId | None:
     return None if value is None else ArtifactId(value)
@@ -94,6 +99,21 @@ class IoCall:
         if not isinstance(namespace, str) or not (key is None or isinstance(key, str)):
             raise ValueError(f"malformed IoCall: {obj!r}")
         return cls(namespace, request, key)
+
+
+@attrs.frozen
+class IoAnswer:
+    """What a transport may return instead of a bare answer, to declare the artifacts the
+    answer depends on (e.g. the artifact an HTTP body was stored in, named inside ``response``).
+
+    ``LiveIo`` records ``response`` as the fact payload and passes ``refs`` to the recorder,
+    which stores them with the binding (``meta.refs`` of its ``fact_recorded`` event): the
+    store then refuses the fact if one is absent, and gc, export, push, fork and verify treat
+    them like every other reference. The handler receives ``response`` only.
+    """
+
+    response: JsonValue
+    refs: tuple[ArtifactId, ...] = attrs.field(default=(), converter=_artifact_tuple)
 
 
 @attrs.frozen
@@ -146,9 +166,10 @@ class IoProvider(Protocol):
 
 @runtime_checkable
 class LiveIoTransport(Protocol):
-    """Talks to the outside world. Errors it raises reach the caller unchanged."""
+    """Talks to the outside world. Errors it raises reach the caller unchanged. It returns the
+    answer, or an :class:`IoAnswer` declaring artifacts the answer refers to."""
 
-    async def call(self, call: IoCall) -> JsonValue: ...
+    async def call(self, call: IoCall) -> JsonValue | IoAnswer: ...
 
 
 @attrs.frozen
@@ -238,7 +259,7 @@ class _RouterTransport:
     def __init__(self, routes: dict[str, LiveIoTransport]) -> None:
         self._routes = routes
 
-    async def call(self, call: IoCall) -> JsonValue:
+    async def call(self, call: IoCall) -> JsonValue | IoAnswer:
         group = _route(call.namespace, self._routes)
         if group is None:
             # The request is never echoed: it may carry credentials.
@@ -288,7 +309,9 @@ class LiveIo:
 
     Tasks sharing one :class:`FactIndex` are serialised per key: a second call for a key
     waits for the first one's outcome and then reuses its fact, so the transport is asked
-    once. Transport errors propagate unchanged and record nothing.
+    once. Transport errors propagate unchanged and record nothing. A transport that returns an
+    :class:`IoAnswer` has its ``response`` recorded and its ``refs`` passed to the recorder
+    (only then: the path without refs is unchanged).
 
     Reading a recorded payload fails with ``fact_payload_get_failed`` (store error) or
     ``fact_payload_decode_failed`` (not JSON). A fact key naming a secret is refused with
@@ -321,17 +344,29 @@ class LiveIo:
         self._fused = (isinstance(fact_recorder, PayloadFactRecorder)
                        and fact_recorder.payload_store is artifacts)
 
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The artifact store facts are read from (e.g. for bodies a fact's payload names)."""
+        return self._artifacts
+
     async def call(self, call: IoCall) -> IoResult:
         key = call.fact_key
         if key is None:
-            return IoResult(await self._transport.call(call), None)
+            response = await self._transport.call(call)
+            if type(response) is IoAnswer:
+                response = response.response
+            return IoResult(response, None)
         check_fact_key(key)
         async with self._facts._exclusive(key):
             bound = await self._facts.get(key)
             if bound is not None:
                 return IoResult(await load_json(self._artifacts, bound), bound)
             response = await self._transport.call(call)
-            value, payload_id = await self._record_json(key, response)
+            if type(response) is IoAnswer:
+                value, payload_id = await self._record_json(key, response.response,
+                                                            response.refs)
+            else:
+                value, payload_id = await self._record_json(key, response)
             return IoResult(value, payload_id)
 
     async def record_value(self, key: FactKey, value: JsonValue) -> ArtifactId:
@@ -378,25 +413,27 @@ class LiveIo:
 
     # Callers hold self._facts._exclusive(key).
 
-    async def _record_json(self, key: FactKey, value: JsonValue) -> tuple[JsonValue, ArtifactId]:
+    async def _record_json(self, key: FactKey, value: JsonValue,
+                           refs: tuple[ArtifactId, ...] = ()) -> tuple[JsonValue, ArtifactId]:
         bound = await self._facts.get(key)
         if bound is not None:
             return await load_json(self._artifacts, bound), bound
         data = _canonical_payload(value)
-        payload_id, bound = await self._store_and_bind(key, data)
+        payload_id, bound = await self._store_and_bind(key, data, refs)
         if bound == payload_id:
             # The recorded form (sorted keys, lists, no aliasing): what resume and replay
             # will serve, so that a handler sees the same value live and replayed.
             return decode_json(data), payload_id
         return await load_json(self._artifacts, bound), bound
 
-    async def _store_and_bind(self, key: FactKey, data: bytes) -> tuple[ArtifactId, ArtifactId]:
+    async def _store_and_bind(self, key: FactKey, data: bytes,
+                              refs: tuple[ArtifactId, ...] = ()) -> tuple[ArtifactId, ArtifactId]:
         """Store the payload and bind it; returns ``(own payload id, effective payload id)``."""
         if self._fused:
             payload_id = artifact_id_for_bytes(data)
-            return payload_id, await self._bind(key, payload_id, data)
+            return payload_id, await self._bind(key, payload_id, data, refs)
         payload_id = await self._put(data)
-        return payload_id, await self._bind(key, payload_id)
+        return payload_id, await self._bind(key, payload_id, None, refs)
 
     async def _put(self, data: bytes) -> ArtifactId:
         try:
@@ -405,18 +442,22 @@ class LiveIo:
             raise io_error(CODE_FACT_PAYLOAD_PUT_FAILED, ErrorCategory.STORAGE,
                            "failed to store fact payload") from exc
 
-    async def _bind(self, key: FactKey, payload_id: ArtifactId,
-                    data: bytes | None = None) -> ArtifactId:
+    async def _bind(self, key: FactKey, payload_id: ArtifactId, data: bytes | None = None,
+                    refs: tuple[ArtifactId, ...] = ()) -> ArtifactId:
         """Bind in memory, then durably (storing ``data`` too, if given, through the fused
-        recorder); returns the effective (possibly foreign) payload id."""
+        recorder, and the declared ``refs``); returns the effective (possibly foreign)
+        payload id."""
         bound, inserted = await self._facts.bind_if_unset(key, payload_id)
         if not inserted:
             return bound
+        # refs are passed only when declared: recorders written before them keep working.
         if data is not None:  # only given when self._fused
             recorder = cast(PayloadFactRecorder, self._recorder)
-            record = recorder.record_fact_payload(key, bound, data)
+            record = (recorder.record_fact_payload(key, bound, data, refs=refs) if refs
+                      else recorder.record_fact_payload(key, bound, data))
         else:
-            record = self._recorder.record_fact_binding(key, bound)
+            record = (self._recorder.record_fact_binding(key, bound, refs=refs) if refs
+                      else self._recorder.record_fact_binding(key, bound))
         try:
             durable = await record
         except BaseException:

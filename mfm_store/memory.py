@@ -200,21 +200,27 @@ class MemoryStore:
     # facts
 
     async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
-                          expected_seq: int | None = None) -> FactBinding:
+                          expected_seq: int | None = None,
+                          refs: Sequence[ArtifactId] = ()) -> FactBinding:
         self._check_open()
         run_id, key = _rules.check_bind(run_id, key, expected_seq)
+        refs = _rules.check_refs(refs) if refs else ()
         data = _rules.check_artifact(ArtifactKind.FACT_PAYLOAD, data)
-        return await self._bind(run_id, key, artifact_id_for_bytes(data), expected_seq, data)
+        return await self._bind(run_id, key, artifact_id_for_bytes(data), expected_seq, data,
+                                refs)
 
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
-                        expected_seq: int | None = None) -> FactBinding:
+                        expected_seq: int | None = None,
+                        refs: Sequence[ArtifactId] = ()) -> FactBinding:
         self._check_open()
         run_id, key = _rules.check_bind(run_id, key, expected_seq)
+        refs = _rules.check_refs(refs) if refs else ()
         return await self._bind(run_id, key, _rules.artifact_id_of(payload_id), expected_seq,
-                                None)
+                                None, refs)
 
     async def _bind(self, run_id: RunId, key: FactKey, payload_id: ArtifactId,
-                    expected_seq: int | None, data: bytes | None) -> FactBinding:
+                    expected_seq: int | None, data: bytes | None,
+                    refs: Sequence[ArtifactId]) -> FactBinding:
         async with self._lock:
             run = self._runs.get(run_id)
             if run is not None and key in run.facts:
@@ -222,6 +228,10 @@ class MemoryStore:
                 return FactBinding(pid, False, seq)
             if data is None and payload_id not in self._artifacts:
                 raise NotFoundError(f"fact payload artifact not found: {payload_id}")
+            for ref in refs:
+                if ref not in self._artifacts:
+                    raise NotFoundError(f"fact {key!r} refers to artifact {ref}, which is not "
+                                        "in the store")
             head = len(run.events) if run else 0
             if expected_seq is not None and head != expected_seq:
                 raise _rules.head_moved(run_id, expected_seq, head)
@@ -230,7 +240,8 @@ class MemoryStore:
             if run is None:
                 run = self._runs[run_id] = _Run()
             seq = len(run.events) + 1
-            env = EventEnvelope(run_id, seq, None, _rules.fact_recorded_event(key, payload_id))
+            env = EventEnvelope(run_id, seq, None,
+                                _rules.fact_recorded_event(key, payload_id, refs))
             self._commit(run, [env])
             run.facts[key] = (payload_id, seq)
             return FactBinding(payload_id, True, seq)

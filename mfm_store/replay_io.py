@@ -50,6 +50,11 @@ class ReplayIo:
         self._facts = facts
         self._keys = DerivedKeys(run_id, self.state_id, self.attempt)
 
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The artifact store facts are read from (e.g. for bodies a fact's payload names)."""
+        return self._artifacts
+
     async def _bound(self, key: FactKey) -> ArtifactId:
         payload_id = await self._facts.get(key)
         if payload_id is None:

@@ -184,7 +184,8 @@ class FactStore(Protocol):
     """Per-run, first-writer-wins bindings from fact keys to payload artifacts."""
 
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
-                        expected_seq: int | None = None) -> FactBinding:
+                        expected_seq: int | None = None,
+                        refs: Sequence[ArtifactId] = ()) -> FactBinding:
         """Bind ``key`` to ``payload_id`` unless already bound, across tasks and processes.
 
         In one transaction: insert the binding and append a ``fact_recorded`` event at the
@@ -193,17 +194,23 @@ class FactStore(Protocol):
         artifact does not exist. With ``expected_seq``, an unbound key is bound only if the
         head is ``expected_seq`` (else ``ConcurrencyError``, nothing written): a writer that
         owns the run's head uses it to stay the only writer. Durable on return.
+
+        ``refs`` declares other artifacts the payload depends on (e.g. an HTTP body artifact
+        its JSON names): stored in the event as ``meta.refs``, they must exist when the
+        binding is written (else ``NotFoundError``, nothing written) and are kept, copied
+        and checked like every reference (gc, export, push, fork, verify).
         """
         ...
 
     async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
-                          expected_seq: int | None = None) -> FactBinding:
+                          expected_seq: int | None = None,
+                          refs: Sequence[ArtifactId] = ()) -> FactBinding:
         """Store ``data`` (a ``FactPayload`` artifact) and bind ``key`` to it, as one write.
 
         The artifact, the binding and its ``fact_recorded`` event share one transaction (one
         fsync instead of two for ``put`` then ``bind_fact``). If ``key`` is already bound,
         nothing is written, not even the artifact, and the existing binding is returned.
-        ``expected_seq`` as for :meth:`bind_fact`. Durable on return.
+        ``expected_seq`` and ``refs`` as for :meth:`bind_fact`. Durable on return.
         """
         ...
 

@@ -196,6 +196,8 @@ def _inferred_kinds(env: EventEnvelope) -> Iterable[tuple[str, ArtifactKind]]:
             binding = _rules.fact_binding_of(ev)
             if binding is not None:
                 yield binding[1], ArtifactKind.FACT_PAYLOAD
+            for ref in _rules.meta_refs(ev.payload):
+                yield ref, _rules.DECLARED_REF_KIND
 
 
 def _line(env: EventEnvelope) -> str:

@@ -242,7 +242,7 @@ async def test_the_engine_retries_a_rate_limited_state_and_records_one_answer(
     result = await start(store, plan, {}, config=config, transports=factory, sleep=sleep)
     assert result.status is RunStatus.COMPLETED and result.final_context == {"after": 2}
     assert server.count("/limited") == 3 and len(await store.facts(result.run_id)) == 1
-    assert len(slept) == 2
+    assert slept == [1.0, 1.0]  # Retry-After: 1 outweighs the 1 ms backoff
 
 
 async def test_5xx_is_retryable_and_4xx_is_an_answer_both_configurable(

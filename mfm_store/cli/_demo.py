@@ -1,10 +1,13 @@
 """``demo``: record a run live, kill it, resume it re-using its facts, copy it, replay the copy.
 
-The run's first part happens in a child process (``_demo_child``) that the demo kills with
-SIGKILL inside ``demo.order.submit``, right after the broker's answer was made durable. This
-process then resumes the run: the orphan attempt is retried and the broker's recorded answer
-is served from the file, so the broker is not asked again. The file is then backed up and the
-copy replayed offline (read-only, no transport) and compared snapshot by snapshot.
+The market and broker are a real HTTP server on 127.0.0.1 (:class:`DemoServer`, a free
+port) that the demo starts first. The run's first part happens in a child process
+(``_demo_child``) that the demo kills with SIGKILL inside ``demo.order.submit``, right after
+the broker's answer to the order's POST was made durable. This process then resumes the run
+over HTTP: the orphan attempt is retried and the broker's recorded answer is served from the
+file, so the order is not posted again (and had it been, its ``Idempotency-Key`` would have
+made the broker answer without placing it twice). The server is then stopped, the file backed
+up and the copy replayed offline (read-only, no network) and compared snapshot by snapshot.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ import attrs
 
 import mfm_store
 
+from .._demo_server import DemoServer
 from ..engine import ReplayReport, RunResult, replay, resume
 from ..errors import MfmError
 from ..events import StateEntered
+from ..http import HttpTransportFactory
 from ..ids import RunId
 from ..sqlite import SqliteStore
 from ._common import EXIT_FILE, EXIT_OK, CliError, add_command
-from ._demo_flow import OP_ID, STATES, SUBMIT, build_plan, transports
+from ._demo_flow import OP_ID, STATES, SUBMIT, LoggedHttp, build_plan
 
 __all__ = ["DemoReport", "default_demo_path", "register", "run_demo", "story"]
 
@@ -60,6 +65,7 @@ class DemoReport:
 
     path: Path
     copy: Path
+    api_url: str
     run_id: RunId
     child_pid: int
     child_calls: list[tuple[str, str]]
@@ -76,6 +82,8 @@ class DemoReport:
     artifacts: int
     verify_ok: bool
     copy_bytes: int
+    orders_posted: int
+    orders_placed: int
     replay: ReplayReport
     seconds: dict[str, float]
 
@@ -107,12 +115,14 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-async def _run_child(path: Path, run_id: RunId) -> tuple[int, list[tuple[str, str]], str]:
-    """Start the run in a child process and SIGKILL it at its crash point.
+async def _run_child(path: Path, run_id: RunId,
+                     url: str) -> tuple[int, list[tuple[str, str]], str]:
+    """Start the run in a child process (talking to the server at ``url``) and SIGKILL it at
+    its crash point.
 
-    Returns ``(pid, transport calls, state it was killed in)``."""
+    Returns ``(pid, HTTP requests, state it was killed in)``."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mfm_store.cli._demo_child", str(path), str(run_id),
+        sys.executable, "-m", "mfm_store.cli._demo_child", str(path), str(run_id), url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_child_env())
     calls: list[tuple[str, str]] = []
     crashed_in: str | None = None
@@ -156,24 +166,28 @@ async def run_demo(path: Path, copy: Path) -> DemoReport:
     path.parent.mkdir(parents=True, exist_ok=True)
     run_id = RunId.new()
 
-    pid, child_calls, crashed_in = await _run_child(path, run_id)
-    marks["record"] = time.perf_counter()
-
     asked: list[str] = []
     resumed_calls: list[tuple[str, str]] = []
-    async with SqliteStore.open(path) as store:
-        events_at_crash = await store.head_seq(run_id)
-        recorded = await store.facts(run_id)
-        verify_at_crash = (await store.verify()).ok
-        result = await resume(store, run_id, build_plan(on_ask=asked.append),
-                              transports=transports(lambda ns, k: resumed_calls.append((ns, k))))
-        marks["resume"] = time.perf_counter()
-        stream = await store.read_range(run_id)
-        facts = await store.facts(run_id)
-        stats = await store.stats()
-        verify_ok = (await store.verify()).ok
-        await store.backup(copy)
-    marks["backup"] = time.perf_counter()
+    with DemoServer() as api:
+        pid, child_calls, crashed_in = await _run_child(path, run_id, api.url)
+        marks["record"] = time.perf_counter()
+        async with SqliteStore.open(path) as store, HttpTransportFactory(
+                base_url=api.url) as http:
+            events_at_crash = await store.head_seq(run_id)
+            recorded = await store.facts(run_id)
+            verify_at_crash = (await store.verify()).ok
+            result = await resume(
+                store, run_id, build_plan(on_ask=asked.append),
+                transports=LoggedHttp(http, lambda c, k: resumed_calls.append((c, k))))
+            marks["resume"] = time.perf_counter()
+            stream = await store.read_range(run_id)
+            facts = await store.facts(run_id)
+            stats = await store.stats()
+            verify_ok = (await store.verify()).ok
+            await store.backup(copy)
+        orders_posted, orders_placed = api.count("POST", "/broker/orders"), api.effects
+        api_url = api.url
+    marks["backup"] = time.perf_counter()  # the server is stopped: the replay is offline
 
     report = await replay(copy, run_id, build_plan())
     marks["replay"] = time.perf_counter()
@@ -181,18 +195,20 @@ async def run_demo(path: Path, copy: Path) -> DemoReport:
     seconds = {b: marks[b] - marks[a] for a, b in itertools.pairwise(steps)}
     seconds["total"] = marks["replay"] - marks["start"]
     return DemoReport(
-        path=path, copy=copy, run_id=run_id, child_pid=pid, child_calls=child_calls,
+        path=path, copy=copy, api_url=api_url, run_id=run_id, child_pid=pid,
+        child_calls=child_calls,
         crashed_in=crashed_in, events_at_crash=events_at_crash, facts_at_crash=len(recorded),
         verify_at_crash=verify_at_crash,
         resumed_attempts=[e.event.attempt for e in stream
                           if isinstance(e.event, StateEntered) and e.event.state_id == SUBMIT],
         reused=[k for k in asked if k in recorded], resumed_calls=resumed_calls, result=result,
         events=len(stream), facts=dict(facts), artifacts=stats["artifacts"],
-        verify_ok=verify_ok, copy_bytes=copy.stat().st_size, replay=report, seconds=seconds)
+        verify_ok=verify_ok, copy_bytes=copy.stat().st_size, orders_posted=orders_posted,
+        orders_placed=orders_placed, replay=report, seconds=seconds)
 
 
-def _times(n: int) -> str:
-    return "once" if n == 1 else f"{n} times"
+def _requests(n: int) -> str:
+    return "1 HTTP request" if n == 1 else f"{n} HTTP requests"
 
 
 def _money(cents: int, symbol: str) -> str:
@@ -210,9 +226,10 @@ def story(r: DemoReport) -> str:
     lines = [
         f"mfm-store demo: one order workflow ({' -> '.join(s.split('.')[-1] for s in STATES)})",
         f"database: {r.path}",
+        f"market and broker: HTTP server at {r.api_url} (started by this demo)",
         "",
         f"1. record  child process {r.child_pid} ran run {run} live;",
-        f"           its transport was called {_times(len(r.child_calls))}:",
+        f"           it sent {_requests(len(r.child_calls))}:",
         *(f"             {ns:<{w}}  {key}" for ns, key in r.child_calls),
         "           the clock and the random source were recorded as facts too",
         f"2. crash   SIGKILL inside {r.crashed_in} (attempt 0), right after the broker's answer",
@@ -222,14 +239,16 @@ def story(r: DemoReport) -> str:
         f"{r.resumed_attempts[-1]},",
         "           re-using the facts recorded before the crash:",
         *(f"             {key}  (from the file: transport not called)" for key in r.reused),
-        f"           its transport was called {_times(len(r.resumed_calls))}, for new facts only:",
+        f"           it sent {_requests(len(r.resumed_calls))}, for new facts only:",
         *(f"             {ns:<{w}}  {key}" for ns, key in r.resumed_calls),
         f"           run {r.result.status.value.lower()}: order {ctx.get('order_id')} "
         f"{ctx.get('status')}, {ctx.get('qty')} x {ctx.get('symbol')} = "
         f"{_money(ctx.get('total_usd_cents', 0), '$')} = "
         f"{_money(ctx.get('total_eur_cents', 0), 'EUR ')}",
+        f"           broker: order POSTs received {r.orders_posted}, orders placed "
+        f"{r.orders_placed} (it honours Idempotency-Key)",
         f"4. backup  consistent copy, runs stored together: {r.copy} ({r.copy_bytes} bytes)",
-        f"5. replay  offline from the copy (read-only, no transport): "
+        f"5. replay  server stopped; offline from the copy (read-only, no network): "
         f"{'replay identical' if r.replay.identical else 'REPLAY DIFFERS'}",
         f"           {r.replay}",
         "",
@@ -264,7 +283,8 @@ def register(subparsers: Any) -> None:
                     description="Record a small live workflow into a fresh file, kill the "
                                 "recording process with SIGKILL mid-run, resume the run "
                                 "re-using its facts, back the file up and replay the copy "
-                                "offline. Works offline. The file is "
+                                "offline. Its market and broker are a small HTTP server it "
+                                "starts on 127.0.0.1 and stops (no other network). The file is "
                                 f"{default_demo_path()} unless --db is given (an earlier demo "
                                 "file there is replaced; any other file is left alone).",
                     example="mfm-store demo\nmfm-store demo --db /tmp/demo.db")

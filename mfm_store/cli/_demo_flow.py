@@ -1,24 +1,28 @@
-"""The demo's workflow: a small order, four states, a local deterministic transport.
+"""The demo's workflow: a small order, four states, over real HTTP.
 
 ``demo.order.quote`` asks the market for a price and an exchange rate, ``demo.order.stamp``
-takes the time and a random order id, ``demo.order.submit`` sends the order to the broker (the
-side effect that must happen once), ``demo.order.confirm`` asks the broker for its status. Every
-answer is a keyed fact; the transport answers from the request alone (no network), so a replay
-from the facts reproduces every snapshot. Amounts are integers (canonical JSON has no floats).
+takes the time and a random order id, ``demo.order.submit`` posts the order to the broker (the
+side effect that must happen once; the HTTP transport sends an ``Idempotency-Key``, which the
+broker honours), ``demo.order.confirm`` asks the broker for its status. The market and broker
+are :class:`mfm_store._demo_server.DemoServer` on 127.0.0.1; every call goes through
+:class:`~mfm_store.http.HttpTransportFactory` and :class:`~mfm_store.http.Http`, and every
+answer is a keyed fact, so a replay from the facts (server stopped) reproduces every snapshot.
+Prices arrive as JSON numbers with decimals and become integer cents in the context (canonical
+JSON has no floats).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..engine import Context, EventProfile, EventRecorder, ExecutionPlan, PlanState, RunConfig
 from ..events import DomainEvent
-from ..live_io import IoCall, IoProvider, LiveIoEnv, LiveIoTransportFactory
+from ..http import Http, HttpResponse, HttpTransportFactory
+from ..live_io import IoCall, IoProvider, LiveIoEnv, LiveIoTransport
 
-__all__ = ["CONFIG", "INITIAL_CONTEXT", "OP_ID", "STATES", "CallLog", "build_plan",
-           "transports"]
+__all__ = ["CONFIG", "INITIAL_CONTEXT", "OP_ID", "STATES", "CallLog", "LoggedHttp",
+           "build_plan"]
 
 OP_ID = "demo"
 QUOTE, STAMP, SUBMIT, CONFIRM = (f"demo.order.{s}" for s in ("quote", "stamp", "submit",
@@ -28,53 +32,35 @@ INITIAL_CONTEXT: dict[str, Any] = {"symbol": "ACME", "qty": 10, "pair": "USD/EUR
 CONFIG = RunConfig(event_profile=EventProfile.NORMAL)  # keep the domain event in the stream
 
 CallLog = Callable[[str, str], None]
-"""``log(namespace, fact_key)``: told of every call that reaches the transport."""
+"""``log("METHOD /path", fact_key)``: told of every request that reaches the transport."""
 CrashPoint = Callable[[str], Awaitable[None]]
 
 
-def _digest(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "big")
-
-
-def answer(namespace: str, request: dict[str, Any]) -> dict[str, Any]:
-    """What the pretend market and broker say: a pure function of the request."""
-    if namespace == "market.quote":
-        return {"symbol": request["symbol"], "price_cents": 1000 + _digest(request) % 9000,
-                "currency": "USD"}
-    if namespace == "market.fx":
-        return {"pair": request["pair"], "rate_ppm": 850_000 + _digest(request) % 100_000}
-    if namespace == "broker.submit":
-        return {"accepted": True, "ticket": f"T-{_digest(request) % 10**8:08d}"}
-    if namespace == "broker.status":
-        return {"ticket": request["ticket"], "status": "filled", "filled_qty": request["qty"]}
-    raise ValueError(f"unknown namespace: {namespace}")
-
-
-class _Transport:
-    def __init__(self, log: CallLog) -> None:
+class _LoggedTransport:
+    def __init__(self, inner: LiveIoTransport, log: CallLog) -> None:
+        self._inner = inner
         self._log = log
 
     async def call(self, call: IoCall) -> Any:
-        self._log(call.namespace, call.fact_key or "")
-        return answer(call.namespace, call.request)
+        request = call.request if isinstance(call.request, dict) else {}
+        self._log(f"{request.get('method', '?')} {request.get('url', '?')}",
+                  call.fact_key or "")
+        return await self._inner.call(call)
 
 
-class _Factory:
-    def __init__(self, group: str, log: CallLog) -> None:
-        self._group = group
+class LoggedHttp:
+    """An :class:`HttpTransportFactory` whose transports report each request to ``log``."""
+
+    def __init__(self, http: HttpTransportFactory, log: CallLog) -> None:
+        self._http = http
         self._log = log
 
     @property
     def namespace_group(self) -> str:
-        return self._group
+        return self._http.namespace_group
 
-    def make(self, env: LiveIoEnv) -> _Transport:
-        return _Transport(self._log)
-
-
-def transports(log: CallLog) -> list[LiveIoTransportFactory]:
-    """The market and broker transports (routed by namespace), reporting calls to ``log``."""
-    return [_Factory("market", log), _Factory("broker", log)]
+    def make(self, env: LiveIoEnv) -> _LoggedTransport:
+        return _LoggedTransport(self._http.make(env), self._log)
 
 
 async def _no_crash(state_id: str) -> None:
@@ -83,21 +69,26 @@ async def _no_crash(state_id: str) -> None:
 
 def build_plan(crash_point: CrashPoint = _no_crash,
                on_ask: Callable[[str], None] | None = None) -> ExecutionPlan:
-    """The demo plan. ``crash_point(state)`` is awaited in ``submit`` right after the broker's
-    answer is recorded (the demo's child process is killed there); ``on_ask(key)`` is told of
-    every keyed call a handler makes, answered by the transport or by a recorded fact."""
+    """The demo plan (its transport: :class:`LoggedHttp` or an ``HttpTransportFactory`` with
+    ``base_url`` the demo server's URL). ``crash_point(state)`` is awaited in ``submit`` right
+    after the broker's answer is recorded (the demo's child process is killed there);
+    ``on_ask(key)`` is told of every keyed call a handler makes, answered by the server or by
+    a recorded fact."""
 
-    async def ask(io: IoProvider, namespace: str, request: dict[str, Any],
-                  key: str) -> Any:
+    async def ask(io: IoProvider, key: str, method: str, url: str, **kw: Any) -> HttpResponse:
         if on_ask is not None:
             on_ask(key)
-        return (await io.call(IoCall(namespace, request, key))).response
+        return await Http(io).request(method, url, key=key, **kw)
 
     async def quote(ctx: Context, io: IoProvider, rec: EventRecorder) -> None:
-        ctx["quote"] = await ask(io, "market.quote", {"symbol": ctx["symbol"]},
-                                 f"market:quote|{ctx['symbol']}")
-        fx = await ask(io, "market.fx", {"pair": ctx["pair"]}, f"market:fx|{ctx['pair']}")
-        ctx["rate_ppm"] = fx["rate_ppm"]
+        sym, pair = ctx["symbol"], ctx["pair"]
+        q = (await ask(io, f"market:quote|{sym}", "GET", "/market/quote",
+                       params={"symbol": sym})).json()
+        ctx["quote"] = {"symbol": q["symbol"], "price_cents": round(q["price"] * 100),
+                        "currency": q["currency"]}
+        fx = (await ask(io, f"market:fx|{pair}", "GET", "/market/fx",
+                        params={"pair": pair})).json()
+        ctx["rate_ppm"] = round(fx["rate"] * 1_000_000)
 
     async def stamp(ctx: Context, io: IoProvider, rec: EventRecorder) -> None:
         ctx["placed_at_ms"] = await io.now_millis()
@@ -106,15 +97,16 @@ def build_plan(crash_point: CrashPoint = _no_crash,
     async def submit(ctx: Context, io: IoProvider, rec: EventRecorder) -> None:
         order = {"order_id": ctx["order_id"], "symbol": ctx["symbol"], "qty": ctx["qty"],
                  "limit_cents": ctx["quote"]["price_cents"]}
-        ack = await ask(io, "broker.submit", order, f"broker:submit|{ctx['order_id']}")
+        ack = (await ask(io, f"broker:submit|{ctx['order_id']}", "POST", "/broker/orders",
+                         json=order)).json()
         await crash_point(SUBMIT)
         ctx["ticket"] = ack["ticket"]
         await rec.emit(DomainEvent("order_submitted", {"order_id": ctx["order_id"],
                                                        "ticket": ack["ticket"]}))
 
     async def confirm(ctx: Context, io: IoProvider, rec: EventRecorder) -> None:
-        status = await ask(io, "broker.status", {"ticket": ctx["ticket"], "qty": ctx["qty"]},
-                           f"broker:status|{ctx['ticket']}")
+        status = (await ask(io, f"broker:status|{ctx['ticket']}", "GET",
+                            f"/broker/orders/{ctx['ticket']}")).json()
         usd = status["filled_qty"] * ctx["quote"]["price_cents"]
         ctx["status"] = status["status"]
         ctx["total_usd_cents"] = usd

@@ -18,6 +18,7 @@ from ..live_io import (
     UnimplementedLiveIoTransportFactory,
 )
 from ..replay_io import ReplayIo
+from ..stores import ArtifactStore
 from .manifest import IoMode
 from .recorder import EngineFactRecorder
 
@@ -43,6 +44,12 @@ class ObservedIo:
     def __init__(self, inner: IoProvider, missing: list[FactKey]) -> None:
         self._inner = inner
         self._missing = missing
+
+    @property
+    def artifacts(self) -> ArtifactStore | None:
+        """The artifact store the wrapped provider reads its facts from (``None`` if it has
+        no such attribute)."""
+        return getattr(self._inner, "artifacts", None)
 
     def _note(self, exc: MissingFactError) -> None:
         self._missing.append(exc.key)

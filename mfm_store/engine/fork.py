@@ -214,6 +214,8 @@ def _kinds(event: Event) -> Iterator[tuple[str, ArtifactKind]]:
         binding = _rules.fact_binding_of(event)
         if binding is not None:
             yield binding[1], ArtifactKind.FACT_PAYLOAD
+            for ref in _rules.meta_refs(event.payload):
+                yield ref, _rules.DECLARED_REF_KIND
 
 
 async def _copy_artifacts(source: ArtifactStore, target: ArtifactStore,

@@ -90,14 +90,22 @@ class OverlayStore:
         return await self.overlay.exists(artifact_id) or await self.base.exists(artifact_id)
 
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
-                        expected_seq: int | None = None) -> FactBinding:
+                        expected_seq: int | None = None,
+                        refs: Sequence[ArtifactId] = ()) -> FactBinding:
         # The payload may live in the base only; the overlay's binding needs it locally.
         await self._localise(ArtifactId(payload_id), ArtifactKind.FACT_PAYLOAD)
-        return await self.overlay.bind_fact(run_id, key, payload_id, expected_seq=expected_seq)
+        for ref in refs:
+            await self._localise(ArtifactId(ref), _rules.DECLARED_REF_KIND)
+        return await self.overlay.bind_fact(run_id, key, payload_id, expected_seq=expected_seq,
+                                            refs=refs)
 
     async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
-                          expected_seq: int | None = None) -> FactBinding:
-        return await self.overlay.record_fact(run_id, key, data, expected_seq=expected_seq)
+                          expected_seq: int | None = None,
+                          refs: Sequence[ArtifactId] = ()) -> FactBinding:
+        for ref in refs:
+            await self._localise(ArtifactId(ref), _rules.DECLARED_REF_KIND)
+        return await self.overlay.record_fact(run_id, key, data, expected_seq=expected_seq,
+                                              refs=refs)
 
     async def get_fact(self, run_id: RunId, key: FactKey) -> ArtifactId | None:
         return await self.overlay.get_fact(run_id, key)

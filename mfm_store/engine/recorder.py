@@ -88,14 +88,16 @@ class EngineFactRecorder:
     def payload_store(self) -> object:
         return self._writer.store
 
-    async def record_fact_binding(self, key: FactKey, payload_id: ArtifactId) -> FactBinding:
+    async def record_fact_binding(self, key: FactKey, payload_id: ArtifactId, *,
+                                  refs: Sequence[ArtifactId] = ()) -> FactBinding:
         check_fact_key(key)
-        return await self._writer.bind_fact(key, payload_id)
+        return await self._writer.bind_fact(key, payload_id, refs)
 
     async def record_fact_payload(self, key: FactKey, payload_id: ArtifactId,
-                                  data: bytes) -> FactBinding:
+                                  data: bytes, *,
+                                  refs: Sequence[ArtifactId] = ()) -> FactBinding:
         """Store ``data`` and bind ``key`` to it in one write (see ``PayloadFactRecorder``)."""
         check_fact_key(key)
-        return await self._writer.record_fact(key, data)
+        return await self._writer.record_fact(key, data, refs)
 
 

@@ -94,6 +94,7 @@ class RunResult:
 class _Outcome:
     snapshot_id: ArtifactId | None
     error: StateError | None = None
+    retry_after: float | None = None  # seconds the failing error asked to wait (Retry-After)
 
 
 def _failure_info(exc: BaseException) -> ErrorInfo:
@@ -146,12 +147,16 @@ class Execution:
         io = build_io(self, sid, attempt)
         recorder = EventRecorder(self.writer, self.config.event_profile)
         info: ErrorInfo | None = None
+        retry_after: float | None = None
         try:
             await state.handler(ctx, io, recorder)
         except StorageError:
             raise
         except Exception as exc:  # a handler's failure, recorded as StateFailed
             info = _failure_info(exc)
+            wait = getattr(exc, "retry_after", None)
+            if isinstance(wait, int | float) and not isinstance(wait, bool) and wait > 0:
+                retry_after = float(wait)
         if info is None:
             try:
                 snapshot = await write_snapshot(self.store, ctx)
@@ -162,7 +167,7 @@ class Execution:
                 return _Outcome(snapshot)
         error = state_error(sid, info)
         await self.writer.append([StateFailed(sid, error, None)])
-        return _Outcome(None, error)
+        return _Outcome(None, error, retry_after)
 
     async def run_states(self, current: ArtifactId, completed: set[StateId],
                          start_at: tuple[StateId, int, ArtifactId] | None = None) -> RunResult:
@@ -190,9 +195,11 @@ class Execution:
                     break
                 assert outcome.error is not None
                 if outcome.error.info.retryable and attempt + 1 < policy.max_attempts:
-                    delay = policy.backoff.delay_for(attempt)
-                    if delay.total_nanos:
-                        await self.sleep(delay.total_seconds())
+                    delay = policy.backoff.delay_for(attempt).total_seconds()
+                    if outcome.retry_after is not None:
+                        delay = max(delay, outcome.retry_after)
+                    if delay:
+                        await self.sleep(delay)
                     attempt += 1
                     continue
                 return await self.finish(RunStatus.FAILED, current, outcome.error)
@@ -226,7 +233,9 @@ async def start(store: Store, plan: ExecutionPlan,
     ``transports`` is one ``LiveIoTransportFactory`` or several (routed by namespace group);
     without it, every live call fails with ``io_unimplemented``. ``run_id`` defaults to a new
     UUID v4; a run id that already has events gives ``ConcurrencyError``
-    (``run_already_exists``). ``sleep`` waits out retry backoff.
+    (``run_already_exists``). ``sleep`` waits out retry backoff, or longer if the failing
+    error has a positive ``retry_after`` (seconds; e.g. ``HttpRateLimitedError`` from a
+    429's ``Retry-After``): the wait is ``max(backoff, retry_after)``.
 
     Raises before writing anything: ``InvalidPlanError`` (``unsupported_execution_mode``,
     ``invalid_plan``, ``manifest_op_id_mismatch``, ``run_config_mismatch``, ``secrets_detected``

@@ -63,14 +63,17 @@ class RunWriter:
     def store(self) -> Store:
         return self._store
 
-    async def record_fact(self, key: FactKey, data: bytes) -> FactBinding:
+    async def record_fact(self, key: FactKey, data: bytes,
+                          refs: Sequence[ArtifactId] = ()) -> FactBinding:
         """Like :meth:`bind_fact`, storing the payload ``data`` in the same write."""
         async with self._lock:
-            return await self._settle(
-                self._store.record_fact(self._run_id, key, data, expected_seq=self._head),
-                _head_after)
+            write = (self._store.record_fact(self._run_id, key, data, expected_seq=self._head,
+                                             refs=refs) if refs else
+                     self._store.record_fact(self._run_id, key, data, expected_seq=self._head))
+            return await self._settle(write, _head_after)
 
-    async def bind_fact(self, key: FactKey, payload_id: ArtifactId) -> FactBinding:
+    async def bind_fact(self, key: FactKey, payload_id: ArtifactId,
+                        refs: Sequence[ArtifactId] = ()) -> FactBinding:
         """Bind a fact through the store (first writer wins) and learn the head back.
 
         The store binds only while the run's head is still this writer's (``expected_seq``),
@@ -78,9 +81,11 @@ class RunWriter:
         events. A key another writer already bound is returned as is (nothing written).
         """
         async with self._lock:
-            return await self._settle(
-                self._store.bind_fact(self._run_id, key, payload_id, expected_seq=self._head),
-                _head_after)
+            write = (self._store.bind_fact(self._run_id, key, payload_id,
+                                           expected_seq=self._head, refs=refs) if refs else
+                     self._store.bind_fact(self._run_id, key, payload_id,
+                                           expected_seq=self._head))
+            return await self._settle(write, _head_after)
 
     async def _settle(self, write: Awaitable[T], new_head: Callable[[T], int | None]) -> T:
         """Await ``write`` and learn the head it leaves.

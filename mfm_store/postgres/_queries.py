@@ -90,13 +90,14 @@ APPEND_CHECKED = (
 # A fact binding at head + 1, where the caller guesses the head (%(g)s) to compute the event's
 # checksum. Writes only if the key is unbound, the payload exists (or comes with the
 # statement) and the head is the guess, in the snapshot and at the update. Result: (run_pk
-# written or NULL, head seen, bound payload, bound seq, payload present).
+# written or NULL, head seen, bound payload, bound seq, payload and declared refs present).
 _BIND_CHECKS = (
     "WITH r AS (SELECT run_pk, head_seq FROM runs WHERE run_id = %(rid)s),"
     " b AS (SELECT fb.payload_id, fb.seq FROM fact_bindings AS fb JOIN r USING (run_pk)"
     "  WHERE fb.fact_key = %(key)s),"
-    " present AS (SELECT %(has_data)s OR EXISTS (SELECT 1 FROM artifacts WHERE id = %(pid)s)"
-    "  AS ok),"
+    " present AS (SELECT (%(has_data)s OR EXISTS (SELECT 1 FROM artifacts WHERE id = %(pid)s))"
+    "  AND (%(nrefs)s = 0 OR (SELECT count(*) FROM artifacts"
+    "   WHERE id = ANY(%(refs)s::text[])) = %(nrefs)s) AS ok),"
 )
 _BIND_WRITES = (
     " art AS (INSERT INTO artifacts (id, kind, size, checksum, created_ms, data)"

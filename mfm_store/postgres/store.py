@@ -433,28 +433,34 @@ class PostgresStore:
     # facts
 
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
-                        expected_seq: int | None = None) -> FactBinding:
+                        expected_seq: int | None = None,
+                        refs: Sequence[ArtifactId] = ()) -> FactBinding:
         self._check_open()
         run_id, key = _rules.check_bind(run_id, key, expected_seq)
+        refs = _rules.check_refs(refs) if refs else ()
         return await self._bind(run_id, key, _rules.artifact_id_of(payload_id), expected_seq,
-                                None)
+                                None, refs)
 
     async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
-                          expected_seq: int | None = None) -> FactBinding:
+                          expected_seq: int | None = None,
+                          refs: Sequence[ArtifactId] = ()) -> FactBinding:
         self._check_open()
         run_id, key = _rules.check_bind(run_id, key, expected_seq)
+        refs = _rules.check_refs(refs) if refs else ()
         data = _rules.check_artifact(ArtifactKind.FACT_PAYLOAD, data)
         return await self._bind(run_id, key, ArtifactId(hashlib.sha256(data).hexdigest()),
-                                expected_seq, data)
+                                expected_seq, data, refs)
 
     async def _bind(self, run_id: RunId, key: FactKey, payload_id: ArtifactId,
-                    expected_seq: int | None, data: bytes | None) -> FactBinding:
+                    expected_seq: int | None, data: bytes | None,
+                    refs: Sequence[ArtifactId] = ()) -> FactBinding:
         self._writable()
         rid = str(run_id)
-        body = encode_event(_rules.fact_recorded_event(key, payload_id))
+        body = encode_event(_rules.fact_recorded_event(key, payload_id, refs))
         akind = str(ArtifactKind.FACT_PAYLOAD)
         params: dict[str, Any] = {
             "rid": rid, "key": key, "pid": payload_id, "body": body,
+            "refs": list(refs), "nrefs": len(refs),
             "has_data": data is not None, "data": data, "akind": akind,
             "asize": None if data is None else len(data),
             "asum": None if data is None else cs.artifact_sum(payload_id, akind, len(data),
@@ -479,7 +485,7 @@ class PostgresStore:
             if bound_pid is not None:
                 return FactBinding(ArtifactId(bound_pid), False, int(bound_seq))
             if not present:
-                raise NotFoundError(f"fact payload artifact not found: {payload_id}")
+                raise await self._absent(params)
             head = int(seen or 0)
             if expected_seq is not None and head != expected_seq:
                 raise _rules.head_moved(rid, expected_seq, head)
@@ -515,8 +521,18 @@ class PostgresStore:
             if bound_pid is not None:
                 return FactBinding(ArtifactId(bound_pid), False, int(bound_seq))
             if not present:
-                raise NotFoundError(f"fact payload artifact not found: {params['pid']}")
+                raise await self._absent(params)
             raise _rules.head_moved(rid, guess, head)
+
+    async def _absent(self, params: dict[str, Any]) -> NotFoundError:
+        """The error for a binding whose payload or a declared reference is absent."""
+        if not params["has_data"] and not await self.exists(params["pid"]):
+            return NotFoundError(f"fact payload artifact not found: {params['pid']}")
+        present = {row[0] for row in await self._fetchall(q.ARTIFACTS_PRESENT,
+                                                          (params["refs"],))}
+        absent = [ref for ref in params["refs"] if ref not in present] or params["refs"]
+        return NotFoundError(f"fact {params['key']!r} refers to artifact {absent[0]}, which "
+                             "is not in the store")
 
     def _binding(self, rid: str, row: Sequence[Any]) -> tuple[str, ArtifactId]:
         key, pid, seq, stored_sum = row

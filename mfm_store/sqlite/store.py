@@ -331,22 +331,26 @@ class SqliteStore:
     # facts
 
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
-                        expected_seq: int | None = None) -> FactBinding:
+                        expected_seq: int | None = None,
+                        refs: Sequence[ArtifactId] = ()) -> FactBinding:
         run_id, key = _rules.check_bind(run_id, key, expected_seq)
+        refs = _rules.check_refs(refs) if refs else ()
         return await self._bind(run_id, key, _rules.artifact_id_of(payload_id), expected_seq,
-                                None)
+                                None, refs)
 
     async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
-                          expected_seq: int | None = None) -> FactBinding:
+                          expected_seq: int | None = None,
+                          refs: Sequence[ArtifactId] = ()) -> FactBinding:
         run_id, key = _rules.check_bind(run_id, key, expected_seq)
+        refs = _rules.check_refs(refs) if refs else ()
         data = _rules.check_artifact(ArtifactKind.FACT_PAYLOAD, data)
         row = _artifact_row(ArtifactKind.FACT_PAYLOAD, data)
-        return await self._bind(run_id, key, ArtifactId(row[0]), expected_seq, row)
+        return await self._bind(run_id, key, ArtifactId(row[0]), expected_seq, row, refs)
 
     async def _bind(self, run_id: RunId, key: str, payload_id: ArtifactId,
-                    expected_seq: int | None, artifact_row: tuple[Any, ...] | None
-                    ) -> FactBinding:
-        body = encode_event(_rules.fact_recorded_event(key, payload_id))
+                    expected_seq: int | None, artifact_row: tuple[Any, ...] | None,
+                    refs: Sequence[ArtifactId]) -> FactBinding:
+        body = encode_event(_rules.fact_recorded_event(key, payload_id, refs))
         rid = str(run_id)
         writer = self._writable()
 
@@ -359,6 +363,10 @@ class SqliteStore:
             if artifact_row is None and cur.execute(
                     q.ARTIFACT_EXISTS, (payload_id,)).fetchone() is None:
                 raise NotFoundError(f"fact payload artifact not found: {payload_id}")
+            for ref in refs:
+                if cur.execute(q.ARTIFACT_EXISTS, (ref,)).fetchone() is None:
+                    raise NotFoundError(f"fact {key!r} refers to artifact {ref}, which is not "
+                                        "in the store")
             head = row[1] if row else 0
             if expected_seq is not None and head != expected_seq:
                 raise _rules.head_moved(rid, expected_seq, head)
