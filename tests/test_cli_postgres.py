@@ -293,7 +293,7 @@ def test_a_dsn_password_is_never_printed(loaded: Loaded, tmp_path: Path) -> None
         assert password not in text, (command, text)
         assert "Traceback" not in text, (command, text)
     seen = [(c, r.returncode, err(r)) for c, r in zip(commands, results, strict=True)]
-    assert [code for _, code, _ in seen] == [0] * 10 + [4, 3, 3, 1, 1, 3, 3, 2, 2, 2, 2], seen
+    assert [code for _, code, _ in seen] == [0] * 10 + [4, 3, 3, 2, 2, 3, 3, 2, 2, 2, 2], seen
     # The errors still name the store, without its password.
     assert "postgresql://someone@127.0.0.1:1/db" in err(results[11])
     assert ":***@" in err(results[-3]) and "invalid choice" in err(results[-3])

@@ -32,6 +32,7 @@ from ..errors import (
 from ..ids import RunId
 from ..sqlite._gc import GcReport
 from ..sqlite._verify import VerifyReport
+from ..stores import Store
 from ..transfer import CODE_EXPORT_MALFORMED, CODE_RUN_NOT_FOUND, ExportableStore, ProgressFn
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "is_path_target",
     "iso_millis",
     "open_existing",
+    "open_target",
     "print_json",
     "progress_bar",
     "redact",
@@ -233,9 +235,23 @@ async def open_existing(target: str | os.PathLike[str], *,
                        EXIT_USAGE, CODE_USAGE)
     if is_path_target(text) and not check_database_file(Path(text)):
         raise CliError(f"{text}: no such file", EXIT_FILE, CODE_STORE_NOT_FOUND)
-    async with open_store(target, read_only=not write) as store:
+    store = await open_target(text, read_only=not write)
+    try:
         # SqliteStore and PostgresStore have CliStore's methods; MemoryStore is refused above.
         yield cast(CliStore, store)
+    finally:
+        await store.close()
+
+
+async def open_target(target: str | os.PathLike[str], *, read_only: bool = False) -> Store:
+    """``open_store(target)``; a target it refuses as a value (a bad ``#schema=`` name or
+    fragment) is a usage error."""
+    try:
+        return await open_store(target, read_only=read_only)
+    except ValueError as exc:
+        if isinstance(exc, MfmError):
+            raise
+        raise CliError(f"{shown_target(target)}: {exc}", EXIT_USAGE, CODE_USAGE) from None
 
 
 async def resolve_run(store: CliStore, text: str, where: str | os.PathLike[str]) -> RunId:
@@ -280,7 +296,7 @@ def _tqdm() -> Any:
 
 
 _UNITS = {"export": ("line", False), "check": ("B", True), "import": ("B", True),
-          "verify": ("row", False)}
+          "verify": ("row", False), "sync": ("event", False)}
 
 
 class _Bars:

@@ -71,13 +71,15 @@ async def _backup(args: argparse.Namespace) -> int:
     if is_path_target(src):
         check_not_database(dest, Path(src))
     check_new_file(dest_text)
-    async with open_existing(src) as store, spinner("backing up"):
+    async with open_existing(src) as store:
         if isinstance(store, SqliteStore):
-            await store.backup(dest)
+            async with spinner("backing up"):
+                await store.backup(dest)
         else:
             # Another backend: its runs copied into a new compact file, each run's events
             # together, which replays offline like a backup of a file.
-            await copy_to_file(store, dest)
+            async with progress_bar() as bar:
+                await copy_to_file(store, dest, progress=bar)
     print(f"backed up {shown_target(src)} to {dest} ({dest.stat().st_size} bytes)")
     return EXIT_OK
 

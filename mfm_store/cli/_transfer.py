@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from .._open import open_store
 from ..transfer import CODE_EXPORT_MALFORMED, ImportReport, export_jsonl, import_jsonl
 from ._common import (
     EXIT_FILE,
@@ -19,6 +18,7 @@ from ._common import (
     db_text,
     is_path_target,
     open_existing,
+    open_target,
     progress_bar,
     resolve_run,
     shown_target,
@@ -56,14 +56,17 @@ async def _export(args: argparse.Namespace) -> int:
 
 
 async def _import_into(target: str | Path, source: IO[bytes]) -> ImportReport:
-    async with open_store(target) as store, progress_bar() as progress:
-        try:
+    store = await open_target(target)
+    try:
+        async with progress_bar() as progress:
             return await import_jsonl(store, source, progress=progress)
-        except RecursionError:
-            # json refuses nesting deeper than Python's recursion limit; this is met in the
-            # first pass, which writes nothing.
-            raise CliError("not a valid mfm_store export: a line is nested too deeply",
-                           EXIT_FILE, CODE_EXPORT_MALFORMED) from None
+    except RecursionError:
+        # json refuses nesting deeper than Python's recursion limit; this is met in the
+        # first pass, which writes nothing.
+        raise CliError("not a valid mfm_store export: a line is nested too deeply",
+                       EXIT_FILE, CODE_EXPORT_MALFORMED) from None
+    finally:
+        await store.close()
 
 
 async def _import(args: argparse.Namespace) -> int:
