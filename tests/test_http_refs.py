@@ -14,7 +14,7 @@ from helpers.http_server import LocalServer, big_bytes
 
 from mfm_store import RunId, replay_store
 from mfm_store.canonical import artifact_id_for_bytes
-from mfm_store.engine import ExecutionPlan, PlanState, RunConfig, start
+from mfm_store.engine import ExecutionPlan, PlanState, RunConfig, fork, resume, start
 from mfm_store.errors import MfmError
 from mfm_store.events import DomainEvent, EventEnvelope, RunStatus
 from mfm_store.http import BODY_ARTIFACT_KIND, Http, HttpTransportFactory
@@ -126,6 +126,26 @@ async def test_an_http_body_artifact_survives_gc_export_and_push_and_replays(
     async with SqliteStore.open(tmp_path / "pushed.db") as pushed:
         assert (await replay_store(pushed, run, PLAN)).identical
     assert server.count("/big") == 1
+
+
+async def test_a_fork_into_another_store_carries_the_body_artifact(
+        server: LocalServer, tmp_path: Path) -> None:
+    async def total(ctx: Any, io: Any, rec: Any) -> None:
+        ctx["done"] = True
+
+    plan = ExecutionPlan("shop", [PlanState("shop.main.fetch", fetch_big),
+                                  PlanState("shop.main.total", total)])
+    body_id = ArtifactId(hashlib.sha256(big_bytes(1)).hexdigest())
+    async with SqliteStore.open(tmp_path / "src.db") as src, HttpTransportFactory(
+            base_url=server.url) as http:
+        result = await start(src, plan, {}, transports=http)
+        async with SqliteStore.open(tmp_path / "dst.db") as dst:
+            forked = await fork(dst, result.run_id, at_state="shop.main.total", plan=plan,
+                                source=src)
+            assert await dst.get(body_id) == big_bytes(1)
+            assert (await dst.verify()).ok
+            done = await resume(dst, forked.run_id, plan)
+            assert done.final_context == {"sha": body_id, "done": True}
 
 
 def test_body_artifact_kind_is_an_other_kind() -> None:
