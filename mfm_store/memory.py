@@ -197,6 +197,10 @@ class MemoryStore:
         self._check_open()
         return _rules.artifact_id_of(artifact_id) in self._artifacts
 
+    async def missing(self, artifact_ids: Iterable[ArtifactId]) -> set[ArtifactId]:
+        self._check_open()
+        return {a for a in map(_rules.artifact_id_of, artifact_ids) if a not in self._artifacts}
+
     # facts
 
     async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,

@@ -6,7 +6,7 @@ and passes the same contract suite in ``tests/test_contract.py``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
@@ -177,6 +177,11 @@ class ArtifactStore(Protocol):
         ...
 
     async def exists(self, artifact_id: ArtifactId) -> bool: ...
+
+    async def missing(self, artifact_ids: Iterable[ArtifactId]) -> set[ArtifactId]:
+        """Those of ``artifact_ids`` the store does not hold, asked in one query (callers
+        batch a few thousand ids at most). An invalid id raises ``invalid_id``."""
+        ...
 
 
 @runtime_checkable

@@ -9,8 +9,7 @@ in batches with ``expected_seq`` = the head it had: a writer appending to that r
 destination meanwhile makes the run fail cleanly (reported, nothing interleaved), and a sync
 cut short at any moment (even by SIGKILL) leaves whole batches only, so running it again
 completes it without duplicates. Before each batch the artifacts its events name that the
-destination lacks are put there (asked in batches: ``store.missing(ids)`` where the store has
-it, else ``exists`` per id); fact bindings follow from the ``fact_recorded`` events, which
+destination lacks are put there (asked in batches, one ``store.missing(ids)`` query each); fact bindings follow from the ``fact_recorded`` events, which
 ``append`` binds in the same transaction. Every write goes through the destination's own
 ``put`` and ``append``, so ids, envelopes, the secret policy and the reference check are those
 of every write path.
@@ -96,11 +95,6 @@ class SyncDivergedError(StorageError):
                          details={"run_id": str(run_id), "seq": seq})
         self.run_id = run_id
         self.seq = seq
-
-
-@runtime_checkable
-class _BatchedMissing(Protocol):
-    async def missing(self, artifact_ids: Iterable[ArtifactId]) -> set[ArtifactId]: ...
 
 
 @runtime_checkable
@@ -223,18 +217,12 @@ class _Sync:
     # artifacts
 
     async def _missing(self, ids: list[str]) -> list[str]:
-        """Those of ``ids`` the destination lacks, asked in batches."""
+        """Those of ``ids`` the destination lacks, asked in batches (one query each)."""
         out: list[str] = []
-        batched = isinstance(self.dst, _BatchedMissing)
         for i in range(0, len(ids), _MISSING_BATCH):
             chunk = ids[i:i + _MISSING_BATCH]
-            if batched:
-                lacking = await self.dst.missing(  # type: ignore[attr-defined]
-                    [ArtifactId(a) for a in chunk])
-                out.extend(a for a in chunk if a in lacking)
-            else:
-                there = await asyncio.gather(*(self.dst.exists(ArtifactId(a)) for a in chunk))
-                out.extend(a for a, ok in zip(chunk, there, strict=True) if not ok)
+            lacking = await self.dst.missing([ArtifactId(a) for a in chunk])
+            out.extend(a for a in chunk if a in lacking)
         return out
 
     async def _fetch(self, ids: list[str], kinds: dict[str, ArtifactKind]

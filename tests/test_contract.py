@@ -8,10 +8,12 @@ import hashlib
 import pytest
 
 from mfm_store import (
+    ArtifactId,
     ArtifactKind,
     ConcurrencyError,
     DomainEvent,
     EventEnvelope,
+    MfmError,
     NotFoundError,
     RunCompleted,
     RunId,
@@ -147,6 +149,16 @@ async def test_artifact_id_is_sha256_of_bytes(store: Store) -> None:
     assert aid == hashlib.sha256(data).hexdigest()
     assert await store.get(aid) == data
     assert await store.exists(aid)
+
+
+async def test_missing_answers_a_batch_of_ids_in_one_call(store: Store) -> None:
+    held = await store.put(ArtifactKind.OUTPUT, b"held")
+    absent = ArtifactId(hashlib.sha256(b"absent").hexdigest())
+    assert await store.missing([held, absent, absent]) == {absent}
+    assert await store.missing([]) == set()
+    with pytest.raises(MfmError) as caught:
+        await store.missing(["not an id"])  # type: ignore[list-item]
+    assert caught.value.info.code == "invalid_id"
 
 
 async def test_put_is_idempotent_under_another_kind(store: Store) -> None:

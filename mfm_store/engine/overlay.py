@@ -8,7 +8,7 @@ recorded one even though it uses the same run id.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
 
 from .. import _rules
@@ -88,6 +88,10 @@ class OverlayStore:
 
     async def exists(self, artifact_id: ArtifactId) -> bool:
         return await self.overlay.exists(artifact_id) or await self.base.exists(artifact_id)
+
+    async def missing(self, artifact_ids: Iterable[ArtifactId]) -> set[ArtifactId]:
+        lacking = await self.overlay.missing(artifact_ids)
+        return await self.base.missing(lacking) if lacking else lacking
 
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
                         expected_seq: int | None = None,

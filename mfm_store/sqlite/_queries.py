@@ -65,6 +65,13 @@ ARTIFACT_INSERT = (
 ARTIFACT_GET = "SELECT kind, size, checksum, data FROM artifacts WHERE id = ?"
 ARTIFACT_EXISTS = "SELECT 1 FROM artifacts WHERE id = ?"
 ARTIFACT_KIND = "SELECT kind FROM artifacts WHERE id = ?"
+ARTIFACTS_PRESENT = (
+    "SELECT a.id FROM json_each(?) AS j JOIN artifacts AS a ON a.id = j.value"
+)
+ARTIFACT_KINDS = (
+    "SELECT a.id, a.kind FROM json_each(?) AS j JOIN artifacts AS a ON a.id = j.value"
+    " ORDER BY a.id"
+)
 
 VERIFY_EVENTS = (
     "SELECT run_pk, seq, ts_millis, kind, name, checksum, body FROM events"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import sqlite3
 import warnings
@@ -51,6 +52,7 @@ __all__ = ["Durability", "SqliteStore"]
 Durability = Literal["full", "normal"]
 _SYNCHRONOUS = {"full": "PRAGMA synchronous = FULL", "normal": "PRAGMA synchronous = NORMAL"}
 _I64 = 1 << 63
+_KIND_BATCH = 500  # ids per json_each query in iter_artifacts(ids)
 
 
 def checksum(data: bytes, seed: int = 0) -> int:
@@ -328,6 +330,13 @@ class SqliteStore:
         aid = _rules.artifact_id_of(artifact_id)
         return bool(await self._fetchall(q.ARTIFACT_EXISTS, (aid,)))
 
+    async def missing(self, artifact_ids: Iterable[ArtifactId]) -> set[ArtifactId]:
+        wanted = {_rules.artifact_id_of(a) for a in artifact_ids}
+        if not wanted:
+            return set()
+        rows = await self._fetchall(q.ARTIFACTS_PRESENT, (json.dumps(sorted(wanted)),))
+        return wanted - {ArtifactId(r[0]) for r in rows}
+
     # facts
 
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
@@ -477,11 +486,13 @@ class SqliteStore:
         if ids is None:
             metas = [(aid, kind) for aid, kind, _s, _c in await self._fetchall(q.ARTIFACT_META, ())]
         else:
+            # The kinds of many ids in one query each (json_each of a batch): one query per
+            # id made push no faster than export + import (benchmarks/sync_bench.py).
+            wanted = sorted({_rules.artifact_id_of(a) for a in ids})
             metas = []
-            for aid in sorted(set(ids)):
-                rows = await self._fetchall(q.ARTIFACT_KIND, (aid,))
-                if rows:
-                    metas.append((aid, rows[0][0]))
+            for start in range(0, len(wanted), _KIND_BATCH):
+                batch = json.dumps(wanted[start:start + _KIND_BATCH])
+                metas.extend(tuple(r) for r in await self._fetchall(q.ARTIFACT_KINDS, (batch,)))
         for aid, kind in metas:
             data = await self.get(aid)
             try:
