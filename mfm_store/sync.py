@@ -9,8 +9,9 @@ in batches with ``expected_seq`` = the head it had: a writer appending to that r
 destination meanwhile makes the run fail cleanly (reported, nothing interleaved), and a sync
 cut short at any moment (even by SIGKILL) leaves whole batches only, so running it again
 completes it without duplicates. Before each batch the artifacts its events name that the
-destination lacks are put there (asked in batches, one ``store.missing(ids)`` query each); fact bindings follow from the ``fact_recorded`` events, which
-``append`` binds in the same transaction. Every write goes through the destination's own
+destination lacks are put there (asked in batches, one ``store.missing(ids)`` query each);
+fact bindings follow from the ``fact_recorded`` events, which ``append`` binds in the same
+transaction. Every write goes through the destination's own
 ``put`` and ``append``, so ids, envelopes, the secret policy and the reference check are those
 of every write path.
 

@@ -55,7 +55,7 @@ example:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import _fork_command, _sync_command
+    from .. import _fork_command, _prune_command, _sync_command, _tail_command
     from ..ui import _command as _ui_command
     from . import _demo, _inspect, _maintain, _transfer
 
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_option(parser)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for module in (_demo, _inspect, _maintain, _transfer, _sync_command, _fork_command,
-                   _ui_command):
+                   _tail_command, _prune_command, _ui_command):
         module.register(subparsers)
     return parser
 

@@ -85,7 +85,8 @@ Handler = Callable[[argparse.Namespace], Awaitable[int]]
 class CliStore(ExportableStore, Protocol):
     """What the commands use beyond the store protocol: every durable backend has it."""
 
-    async def verify(self, *, progress: ProgressFn | None = None) -> VerifyReport: ...
+    async def verify(self, *, quick: bool = False,
+                     progress: ProgressFn | None = None) -> VerifyReport: ...
 
     async def gc(self, *, apply: bool = False, min_age_seconds: float = 3600.0) -> GcReport: ...
 

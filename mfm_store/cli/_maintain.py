@@ -35,7 +35,7 @@ __all__ = ["register"]
 async def _verify(args: argparse.Namespace) -> int:
     db = db_text(args)
     async with open_existing(db) as store, progress_bar() as bar:
-        report = await store.verify(progress=bar)
+        report = await store.verify(quick=args.quick, progress=bar)
     if args.json:
         print_json({"ok": report.ok, "runs": report.runs, "events": report.events,
                     "fact_bindings": report.bindings, "artifacts": report.artifacts,
@@ -140,6 +140,9 @@ def register(subparsers: Any) -> None:
                                 "there is any, 0 when the file is clean.",
                     example="mfm-store verify --db runs.db || echo 'problems found'")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quick", action="store_true",
+                   help="a lighter page check (SQLite's quick_check: indexes are not compared "
+                        "with their tables); every row is still checked")
 
     p = add_command(subparsers, "backup", _backup,
                     help="write a consistent copy of a database",

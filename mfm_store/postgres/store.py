@@ -558,9 +558,12 @@ class PostgresStore:
 
     # maintenance
 
-    async def verify(self, *, progress: ProgressFn | None = None) -> VerifyReport:
+    async def verify(self, *, quick: bool = False,
+                     progress: ProgressFn | None = None) -> VerifyReport:
         """Check every checksum, hash, seq, head, binding and artifact reference, in one
-        read-only snapshot. Reports every problem found (never stops at the first)."""
+        read-only snapshot. Reports every problem found (never stops at the first).
+        ``quick`` is accepted for symmetry with SQLite and changes nothing: the server keeps
+        its own pages consistent."""
         total = None
         if progress is not None:
             counts = await self.stats()
