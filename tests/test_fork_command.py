@@ -112,3 +112,27 @@ def test_from_a_read_only_copy_into_a_new_file(tmp_path: Path,
     assert copy.read_bytes() == copy_bytes
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("mine.db")
                   ) == ["copy.db"]
+
+
+def test_runs_and_show_name_where_a_fork_came_from(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    source = recorded(db)
+    new_id = RunId.new()
+
+    def cli(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "mfm_store", "--db", str(db), *args],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    cli("fork", str(source), "--at", S3, "--new-run", str(new_id))
+    table = {line.split()[0]: line for line in cli("runs").splitlines()[1:]}
+    assert table[str(new_id)].endswith(f"{str(source)[:8]}@{S3}")
+    assert table[str(source)].endswith("  -")
+    listed = {r["run_id"]: r["forked_from"] for r in json.loads(cli("runs", "--json"))}
+    assert listed[str(source)] is None
+    assert listed[str(new_id)]["source_run_id"] == str(source)
+    assert listed[str(new_id)]["state_id"] == S3
+    shown = cli("show", str(new_id)).splitlines()
+    assert shown[1].startswith(f"forked from run {source} at {S3} (its seq ")
+    assert not any(line.startswith("forked from") for line in cli("show", str(source)).splitlines())

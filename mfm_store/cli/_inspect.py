@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..engine.fork import ForkOrigin, fork_origin
 from ..events import (
     DOMAIN_FACT_RECORDED,
     DomainEvent,
@@ -88,19 +89,29 @@ def _line(env: EventEnvelope, full_ids: bool) -> str:
 async def _runs(args: argparse.Namespace) -> int:
     async with open_existing(db_text(args)) as store:
         runs = await store.list_runs()
+        # A fork records its origin in its first events (run_forked at seq 2): two short
+        # reads per run.
+        origins = {r.run_id: await fork_origin(store, r.run_id) for r in runs}
     if args.json:
         print_json([{"run_id": str(r.run_id), "op_id": r.op_id, "status": r.status,
                      "events": r.head_seq, "created_millis": r.created_millis,
-                     "updated_millis": r.updated_millis} for r in runs])
+                     "updated_millis": r.updated_millis,
+                     "forked_from": _origin_json(origins[r.run_id])} for r in runs])
         return EXIT_OK
     if not runs:
         print("no runs")
         return EXIT_OK
-    print(f"{'RUN':<36}  {'OP':<12} {'STATUS':<10} {'EVENTS':>7}  UPDATED")
+    print(f"{'RUN':<36}  {'OP':<12} {'STATUS':<10} {'EVENTS':>7}  {'UPDATED':<24}  FORKED FROM")
     for r in runs:
+        o = origins[r.run_id]
+        forked = "-" if o is None else f"{str(o.source_run_id)[:8]}@{o.state_id}"
         print(f"{r.run_id!s:<36}  {r.op_id or '-':<12} {r.status:<10} {r.head_seq:>7}  "
-              f"{iso_millis(r.updated_millis)}")
+              f"{iso_millis(r.updated_millis):<24}  {forked}")
     return EXIT_OK
+
+
+def _origin_json(origin: ForkOrigin | None) -> dict[str, object] | None:
+    return None if origin is None else origin.to_json()
 
 
 async def _show(args: argparse.Namespace) -> int:
@@ -116,6 +127,10 @@ async def _show(args: argparse.Namespace) -> int:
         (summary,) = [r for r in await store.list_runs() if r.run_id == run_id]
         print(f"run {run_id}  op {summary.op_id or '-'}  {summary.status}  "
               f"{summary.head_seq} events")
+        origin = await fork_origin(store, run_id)
+        if origin is not None:
+            print(f"forked from run {origin.source_run_id} at {origin.state_id} (its seq "
+                  f"{origin.source_seq}, reuse_facts {origin.reuse_facts})")
         async for env in store.iter_events(run_id, args.from_seq, args.to_seq):
             print(_line(env, args.full_ids))
     return EXIT_OK
