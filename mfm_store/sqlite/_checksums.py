@@ -3,11 +3,17 @@
 Version 3 covers every column a read returns or relies on, the run's UUID text included (so a
 row moved to another run fails its checksum):
 
-- events: ``xxh3(body, seed = xxh3(repr of (run_id, seq, ts_millis, kind, name)))``;
-- artifacts: ``xxh3(data, seed = xxh3(repr of (id, kind, size)))`` (``created_ms``, the time of
+- events: ``xxh3(body, seed = xxh3(run_id NUL seq NUL repr(ts_millis) NUL kind NUL
+  repr(name)))``;
+- artifacts: ``xxh3(data, seed = xxh3(id NUL kind NUL size))`` (``created_ms``, the time of
   the last put, is not covered: a put of stored bytes refreshes it);
-- fact_bindings: ``xxh3(repr of (run_id, fact_key, payload_id, seq))``;
-- runs: ``xxh3(repr of (run_pk, run_id, op_id, status, head_seq, created_ms, updated_ms))``.
+- fact_bindings: ``xxh3(run_id NUL repr(fact_key) NUL payload_id NUL seq)``;
+- runs: ``xxh3(run_pk NUL run_id NUL repr(op_id) NUL status NUL head_seq NUL created_ms NUL
+  updated_ms)``.
+
+Fields are joined with NUL as UTF-8 text (numbers in decimal); ``repr`` marks the columns
+that may be NULL or free text (``None`` against ``'None'``). An f-string costs half of
+``repr`` of the tuple, and every event read and write computes one (``cold_load``).
 
 Versions 1 and 2 covered less: events ``xxh3(body, seed = seq)``, artifacts ``xxh3(data)``.
 """
@@ -15,7 +21,6 @@ Versions 1 and 2 covered less: events ``xxh3(body, seed = seq)``, artifacts ``xx
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 import xxhash
 
@@ -28,8 +33,8 @@ def _signed(value: int) -> int:
     return value - _U64 if value >= _I64 else value
 
 
-def _text(fields: tuple[Any, ...]) -> bytes:
-    return repr(fields).encode("utf-8", "surrogatepass")
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
 
 
 def legacy_event_sum(seq: int, body: bytes) -> int:
@@ -43,20 +48,21 @@ def legacy_artifact_sum(data: bytes) -> int:
 
 def event_sum(run_id: str, seq: int, ts: int | None, kind: str, name: str | None,
               body: bytes) -> int:
-    return _signed(_h(body, _h(_text((run_id, seq, ts, kind, name)))))
+    return _signed(_h(body, _h(_utf8(f"{run_id}\0{seq}\0{ts!r}\0{kind}\0{name!r}"))))
 
 
 def artifact_sum(artifact_id: str, kind: str, size: int, data: bytes) -> int:
-    return _signed(_h(data, _h(_text((artifact_id, kind, size)))))
+    return _signed(_h(data, _h(_utf8(f"{artifact_id}\0{kind}\0{size}"))))
 
 
 def binding_sum(run_id: str, key: str, payload_id: str, seq: int) -> int:
-    return _signed(_h(_text((run_id, key, payload_id, seq))))
+    return _signed(_h(_utf8(f"{run_id}\0{key!r}\0{payload_id}\0{seq}")))
 
 
 def run_sum(run_pk: int, run_id: str, op_id: str | None, status: str, head: int,
             created: int, updated: int) -> int:
-    return _signed(_h(_text((run_pk, run_id, op_id, status, head, created, updated))))
+    return _signed(_h(_utf8(
+        f"{run_pk}\0{run_id}\0{op_id!r}\0{status}\0{head}\0{created}\0{updated}")))
 
 
 def _migrated_event(run_id: str, seq: int, ts: int | None, kind: str, name: str | None,

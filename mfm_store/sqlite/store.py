@@ -575,6 +575,7 @@ def _rows_v3(run_id: RunId, rid: str, envelopes: list[EventEnvelope]
     """Encode checked envelopes as event rows ``(seq, ts, kind, name, checksum, body)`` and
     check their content (:func:`_rules.scan_events`)."""
     rows: list[tuple[Any, ...]] = []
+    bodies: list[bytes] = []
     for env in envelopes:
         event, seq, ts = env.event, env.seq, env.ts_millis
         try:
@@ -587,7 +588,8 @@ def _rows_v3(run_id: RunId, rid: str, envelopes: list[EventEnvelope]
         else:
             kind, name = type(event).__name__, None
         rows.append((seq, ts, kind, name, cs.event_sum(rid, seq, ts, kind, name, body), body))
-    return rows, _rules.scan_events(run_id, envelopes)
+        bodies.append(body)
+    return rows, _rules.scan_events(run_id, envelopes, bodies)
 
 
 def _event_rows(run_id: RunId, envelopes: list[EventEnvelope]
