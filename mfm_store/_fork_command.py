@@ -30,18 +30,14 @@ from .cli._common import (
     EXIT_OK,
     EXIT_USAGE,
     CliError,
-    CliParser,
     add_command,
-    add_db_option,
     check_database_file,
     db_text,
-    exit_code_for,
     print_json,
     shorten,
 )
 from .engine.errors import CODE_RUN_NOT_FOUND
 from .engine.fork import ForkResult, fork
-from .errors import MfmError
 from .ids import RunId, StateId
 from .stores import Store
 
@@ -154,24 +150,11 @@ def register(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``fork`` on its own, with the errors and exit codes of ``mfm-store``."""
-    from .cli import _error
+    """The ``mfm-store`` command line (this command is registered there), for
+    ``python -m`` on this module."""
+    from .cli import main as cli_main
 
-    parser = CliParser(prog="mfm-store")
-    add_db_option(parser)
-    register(parser.add_subparsers(title="commands", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return run(args)
-    except CliError as exc:
-        _error(str(exc), exc.code)
-        return exc.exit_code
-    except MfmError as exc:
-        _error(str(exc), exc.info.code)
-        return exit_code_for(exc)
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ other commands (0 ok, 1 refused, 2 usage, 3 a store missing or foreign).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import sys
 from collections.abc import Sequence
@@ -26,17 +25,13 @@ from .cli._common import (
     EXIT_PROBLEM,
     EXIT_USAGE,
     CliError,
-    CliParser,
     add_command,
-    add_db_option,
     db_text,
-    exit_code_for,
     iso_millis,
     open_existing,
     print_json,
     resolve_run,
 )
-from .errors import MfmError
 from .retention import PruneReport
 
 __all__ = ["add_arguments", "age_millis", "handler", "main", "register"]
@@ -133,24 +128,11 @@ def register(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``prune`` on its own, with the errors and exit codes of ``mfm-store``."""
-    from .cli import _error
+    """The ``mfm-store`` command line (this command is registered there), for
+    ``python -m`` on this module."""
+    from .cli import main as cli_main
 
-    parser = CliParser(prog="mfm-store")
-    add_db_option(parser)
-    register(parser.add_subparsers(title="commands", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return asyncio.run(handler(args))
-    except CliError as exc:
-        _error(str(exc), exc.code)
-        return exc.exit_code
-    except MfmError as exc:
-        _error(str(exc), exc.info.code)
-        return exit_code_for(exc)
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ mfm_store._sync_command push|pull ...`` runs them on their own.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -30,17 +29,13 @@ from .cli._common import (
     EXIT_PROBLEM,
     EXIT_USAGE,
     CliError,
-    CliParser,
     add_command,
-    add_db_option,
     check_database_file,
-    exit_code_for,
     print_json,
     progress_bar,
     shorten,
     shown_target,
 )
-from .errors import MfmError
 from .ids import RunId
 from .stores import Store
 from .sync import CODE_RUN_NOT_FOUND, SyncReport, sync
@@ -178,25 +173,11 @@ def register(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``push`` / ``pull`` on their own, with the errors and exit codes of ``mfm-store``."""
-    from .cli import _error
+    """The ``mfm-store`` command line (this command is registered there), for
+    ``python -m`` on this module."""
+    from .cli import main as cli_main
 
-    parser = CliParser(prog="mfm-store")
-    add_db_option(parser)
-    register(parser.add_subparsers(title="commands", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        code: int = asyncio.run(args.handler(args))
-        return code
-    except CliError as exc:
-        _error(str(exc), exc.code)
-        return exc.exit_code
-    except MfmError as exc:
-        _error(str(exc), exc.info.code)
-        return exit_code_for(exc)
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -29,19 +29,15 @@ from .cli._common import (
     EXIT_USAGE,
     MEMORY,
     CliError,
-    CliParser,
     add_command,
-    add_db_option,
     check_database_file,
     db_text,
-    exit_code_for,
     is_path_target,
     iso_millis,
     resolve_run,
     seq_arg,
 )
 from .cli._inspect import describe
-from .errors import MfmError
 from .events import DomainEvent, EventEnvelope
 from .follow import Follower
 from .transfer import json_line
@@ -123,24 +119,11 @@ def register(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``tail`` on its own, with the errors and exit codes of ``mfm-store``."""
-    from .cli import _error
+    """The ``mfm-store`` command line (this command is registered there), for
+    ``python -m`` on this module."""
+    from .cli import main as cli_main
 
-    parser = CliParser(prog="mfm-store")
-    add_db_option(parser)
-    register(parser.add_subparsers(title="commands", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return asyncio.run(handler(args))
-    except CliError as exc:
-        _error(str(exc), exc.code)
-        return exc.exit_code
-    except MfmError as exc:
-        _error(str(exc), exc.info.code)
-        return exit_code_for(exc)
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
