@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Coroutine, Generator
-from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 
+from ._opening import Opening
 from .errors import CODE_STORAGE, StorageError
 from .memory import MemoryStore
 from .stores import Store
@@ -32,7 +31,7 @@ def split_schema(dsn: str) -> tuple[str, str | None]:
 
 def open_store(target: str | os.PathLike[str], *, read_only: bool = False,
                durability: Literal["full", "normal"] = "full",
-               schema: str | None = None) -> _Opening:
+               schema: str | None = None) -> Opening[Store]:
     """Open the store ``target`` names: await it, or use it as ``async with``.
 
     - ``memory:``: a new, empty ``MemoryStore`` (nothing durable);
@@ -43,7 +42,7 @@ def open_store(target: str | os.PathLike[str], *, read_only: bool = False,
     ``read_only`` and ``durability`` are passed to the store (a ``MemoryStore`` refuses
     ``read_only``: there would be nothing to read).
     """
-    return _Opening(_open(target, read_only, durability, schema))
+    return Opening(_open(target, read_only, durability, schema))
 
 
 async def _open(target: str | os.PathLike[str], read_only: bool,
@@ -68,19 +67,3 @@ async def _open(target: str | os.PathLike[str], read_only: bool,
     return await SqliteStore.open(target, read_only=read_only, durability=durability)
 
 
-class _Opening:
-    def __init__(self, coro: Coroutine[Any, Any, Store]) -> None:
-        self._coro = coro
-        self._store: Store | None = None
-
-    def __await__(self) -> Generator[Any, None, Store]:
-        return self._coro.__await__()
-
-    async def __aenter__(self) -> Store:
-        self._store = await self._coro
-        return self._store
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._store is not None:
-            await self._store.close()

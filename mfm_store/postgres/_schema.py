@@ -9,15 +9,14 @@ table ``mfm_meta`` records the application and the version.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+from .. import _migrations
 from ..errors import CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW, StorageError
 
 APPLICATION = "mfm_store"
-_MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql\Z")
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 
 STATE = (
@@ -39,25 +38,9 @@ def check_schema_name(name: str) -> str:
     return name
 
 
-def _schema_dir() -> Path:
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (package / "_schema" / "postgres", package.parent / "schema" / "postgres"):
-        if candidate.is_dir():
-            return candidate
-    raise StorageError(f"mfm_store PostgreSQL schema files not found next to {package}")
-
-
 def migrations() -> list[tuple[int, str]]:
-    """``(version, sql)`` for every numbered file, ascending; versions must be 1, 2, 3, ..."""
-    found = []
-    for path in _schema_dir().iterdir():
-        m = _MIGRATION_NAME.match(path.name)
-        if m:
-            found.append((int(m.group(1)), path.read_text(encoding="utf-8")))
-    found.sort()
-    if [v for v, _ in found] != list(range(1, len(found) + 1)):
-        raise StorageError(f"schema files are not numbered 1..n: {[v for v, _ in found]}")
-    return found
+    """``(version, sql)`` for every numbered file of this backend, ascending."""
+    return _migrations.migrations("postgres")
 
 
 LATEST_VERSION = len(migrations())

@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import os
 import warnings
-from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
@@ -26,6 +26,7 @@ import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
 
 from .. import _rules
+from .._opening import Opening
 from ..errors import (
     CODE_CONCURRENCY,
     CODE_INVALID_ENVELOPES,
@@ -88,7 +89,8 @@ class PostgresStore:
 
     @classmethod
     def open(cls, dsn: str, *, durability: Durability = "full", read_only: bool = False,
-             pool_size: int = 10, schema: str = "mfm", timeout: float = 10.0) -> _Opening:
+             pool_size: int = 10, schema: str = "mfm",
+             timeout: float = 10.0) -> Opening[PostgresStore]:
         """Open (creating or migrating ``schema`` if needed) the store in the database ``dsn``.
 
         ``schema`` is a plain lowercase identifier (``ValueError`` otherwise). ``pool_size``
@@ -103,7 +105,7 @@ class PostgresStore:
             raise ValueError(f"durability must be 'full' or 'normal', not {durability!r}")
         if not isinstance(pool_size, int) or pool_size < 1:
             raise ValueError(f"pool_size must be a positive integer, not {pool_size!r}")
-        return _Opening(cls._open(dsn, durability, read_only, pool_size, schema, timeout))
+        return Opening(cls._open(dsn, durability, read_only, pool_size, schema, timeout))
 
     @classmethod
     async def _open(cls, dsn: str, durability: Durability, read_only: bool, pool_size: int,
@@ -657,21 +659,3 @@ async def _refs_since(conn: Conn, run_pk: int, seq: int) -> set[str]:
     return await refs(conn, q.EVENT_BODIES_AFTER, q.BINDING_PAYLOADS_AFTER, (run_pk, seq))
 
 
-class _Opening:
-    """What ``PostgresStore.open`` returns: await it, or use it as ``async with``."""
-
-    def __init__(self, coro: Coroutine[Any, Any, PostgresStore]) -> None:
-        self._coro = coro
-        self._store: PostgresStore | None = None
-
-    def __await__(self) -> Generator[Any, None, PostgresStore]:
-        return self._coro.__await__()
-
-    async def __aenter__(self) -> PostgresStore:
-        self._store = await self._coro
-        return self._store
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._store is not None:
-            await self._store.close()

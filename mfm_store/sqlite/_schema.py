@@ -8,39 +8,22 @@ The numbered SQL files of ``schema/`` are the source of truth; a wheel ships the
 from __future__ import annotations
 
 import functools
-import re
 import sqlite3
 import stat
 from pathlib import Path
 
+from .. import _migrations
 from ..errors import CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW, CorruptionError, StorageError
 from . import _checksums
 from ._errors import map_errors
 
 APPLICATION_ID = 0x4D464D53
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql\Z")
-
-
-def _schema_dir() -> Path:
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (package / "_schema", package.parent / "schema"):
-        if candidate.is_dir():
-            return candidate
-    raise StorageError(f"mfm_store schema files not found next to {package}")
 
 
 def migrations() -> list[tuple[int, str]]:
-    """``(version, sql)`` for every numbered file, ascending; versions must be 1, 2, 3, ..."""
-    found = []
-    for path in _schema_dir().iterdir():
-        m = _MIGRATION_NAME.match(path.name)
-        if m:
-            found.append((int(m.group(1)), path.read_text(encoding="utf-8")))
-    found.sort()
-    if [v for v, _ in found] != list(range(1, len(found) + 1)):
-        raise StorageError(f"schema files are not numbered 1..n: {[v for v, _ in found]}")
-    return found
+    """``(version, sql)`` for every numbered file of this backend, ascending."""
+    return _migrations.migrations("")
 
 
 LATEST_VERSION = len(migrations())

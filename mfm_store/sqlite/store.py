@@ -8,7 +8,7 @@ import json
 import os
 import sqlite3
 import warnings
-from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +18,7 @@ import aiosqlite
 import xxhash
 
 from .. import _rules
+from .._opening import Opening
 from ..errors import (
     CODE_INVALID_ENVELOPES,
     CODE_READ_ONLY,
@@ -96,7 +97,7 @@ class SqliteStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, durability: Durability = "full",
-             read_only: bool = False, busy_timeout: float = 10.0) -> _Opening:
+             read_only: bool = False, busy_timeout: float = 10.0) -> Opening[SqliteStore]:
         """Open (creating and migrating if needed) the store at ``path``.
 
         ``read_only=True`` never creates or changes any file in the file's folder (no WAL
@@ -110,7 +111,7 @@ class SqliteStore:
         """
         if durability not in _SYNCHRONOUS:
             raise ValueError(f"durability must be 'full' or 'normal', not {durability!r}")
-        return _Opening(cls._open(Path(path), durability, read_only, busy_timeout))
+        return Opening(cls._open(Path(path), durability, read_only, busy_timeout))
 
     @classmethod
     async def _open(cls, path: Path, durability: Durability, read_only: bool,
@@ -742,25 +743,6 @@ class _KnownRunAppend(_Append):
                                          for r in o.rows])
         return [(o.new_head, m[1]) for o, m in zip(ops, moved, strict=True)]
 
-
-class _Opening:
-    """What ``SqliteStore.open`` returns: await it, or use it as ``async with``."""
-
-    def __init__(self, coro: Coroutine[Any, Any, SqliteStore]) -> None:
-        self._coro = coro
-        self._store: SqliteStore | None = None
-
-    def __await__(self) -> Generator[Any, None, SqliteStore]:
-        return self._coro.__await__()
-
-    async def __aenter__(self) -> SqliteStore:
-        self._store = await self._coro
-        return self._store
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._store is not None:
-            await self._store.close()
 
 
 def _prepare(path: Path, durability: Durability, read_only: bool, busy_timeout_ms: int
