@@ -138,17 +138,24 @@ class DbosPeer:
     faster, not slower, than its default). No network is used: no Conductor key, no OTLP export.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None, *, postgres_url: str | None = None) -> None:
+        """On the SQLite file ``path``, or (``postgres_url``) on a PostgreSQL server, the
+        system database DBOS recommends for production."""
         from dbos import DBOS
 
-        with sqlite3.connect(path) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
+        if postgres_url is None:
+            assert path is not None
+            with sqlite3.connect(path) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
         self._workflows = _dbos_workflows()
         self._dbos = DBOS
-        DBOS(config={"name": "mfm-bench", "system_database_url": f"sqlite:///{path}",
-                     "log_level": "WARNING"})
+        url = postgres_url or f"sqlite:///{path}"
+        DBOS(config={"name": "mfm-bench", "system_database_url": url, "log_level": "WARNING"})
         DBOS.launch()
         logging.getLogger("dbos").setLevel(logging.WARNING)
+        if postgres_url is not None:
+            self.description = "PostgreSQL system database, the server's synchronous_commit=on"
+            return
         with sqlite3.connect(path) as conn:
             journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
         self.description = (f"journal_mode={journal} (set before launch), synchronous left at "

@@ -16,8 +16,12 @@ Measured, in one run, ratios first (absolute figures drift on a shared machine):
   ``bind_fact``, counted from libpq's own protocol trace of the store's one connection.
 - ``facts``: ``LiveIo`` recording a fact (payload, binding and event in one durable write),
   1 task and 100 tasks on their own runs, against ``eventsourcing``'s PostgreSQL recorder
-  storing one event per transaction (1 thread and 100 threads; its API is blocking), when
-  ``eventsourcing`` is installed (the ``bench`` extra).
+  storing one event per transaction (1 thread and 100 threads; its API is blocking) and, its
+  best case, 100 events per transaction from one thread, when ``eventsourcing`` is installed
+  (the ``bench`` extra).
+- ``dbos``: the same facts against DBOS workflow steps with DBOS's system database on this
+  server (the configuration DBOS recommends for production): one workflow of many steps, and
+  100 concurrent async workflows of at least 20 steps each, so that the figure is per step.
 """
 
 from __future__ import annotations
@@ -220,6 +224,22 @@ async def _ours_facts(store: PostgresStore, tasks: int, per_task: int) -> float:
     return tasks * per_task / (time.perf_counter() - start)
 
 
+def _es_batched(recorder: Any, events: int, per_tx: int = 100) -> float:
+    """eventsourcing's recorder at its best: ``per_tx`` events per ``insert_events`` call
+    (one transaction), one thread."""
+    from eventsourcing.persistence import StoredEvent
+
+    state = json.dumps({"key": "quote:0", "payload": {"price": 8, "currency": "EUR"}}).encode()
+    originator = uuid.uuid4()
+    batches = [[StoredEvent(originator_id=originator, originator_version=v, topic="benchmarks:Fact",
+                            state=state) for v in range(start, start + per_tx)]
+               for start in range(1, events + 1, per_tx)]
+    start = time.perf_counter()
+    for batch in batches:
+        recorder.insert_events(batch)
+    return events / (time.perf_counter() - start)
+
+
 def _es_facts(recorder: Any, tasks: int, per_task: int) -> float:
     """eventsourcing's recorder: one stored event per ``insert_events`` (one transaction)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -266,7 +286,8 @@ async def facts_vs_eventsourcing(dsn: str, per_task: int, rounds: int,
                                   max_overflow=0, max_waiting=200, schema=schema)
     recorder = PostgresAggregateRecorder(datastore, events_table_name="stored_events")
     recorder.create_table()
-    rates: dict[str, list[float]] = {"ours_1": [], "es_1": [], "ours_100": [], "es_100": []}
+    rates: dict[str, list[float]] = {"ours_1": [], "es_1": [], "ours_100": [], "es_100": [],
+                                     "es_batched": []}
     try:
         async with PostgresStore.open(dsn, schema=_schema(), pool_size=pool_size) as store:
             await _ours_facts(store, 100, 1)  # warm the pool up to its size
@@ -280,6 +301,8 @@ async def facts_vs_eventsourcing(dsn: str, per_task: int, rounds: int,
                         else:
                             rates[f"es_{tasks}"].append(
                                 await asyncio.to_thread(_es_facts, recorder, tasks, n))
+                rates["es_batched"].append(
+                    await asyncio.to_thread(_es_batched, recorder, per_task * 100))
     finally:
         datastore.close()
     out: dict[str, Any] = {k: round(statistics.median(v)) for k, v in rates.items()}
@@ -288,8 +311,66 @@ async def facts_vs_eventsourcing(dsn: str, per_task: int, rounds: int,
                                          strict=True)]
         out[f"ratio_{tasks}"] = round(statistics.median(ratios), 2)
         out[f"ratio_{tasks}_range"] = [round(min(ratios), 2), round(max(ratios), 2)]
+    ratios = [o / e for o, e in zip(rates["ours_100"], rates["es_batched"], strict=True)]
+    out["ratio_100_vs_es_batched"] = round(statistics.median(ratios), 2)
     out["pool_size"] = pool_size
     return out
+
+
+async def facts_vs_dbos(dsn: str, per_task: int, rounds: int, pool_size: int
+                        ) -> dict[str, Any]:
+    """LiveIo facts against DBOS steps, both on this server (DBOS's recommended system
+    database): 1 task against one workflow of many steps (per step, not per workflow), 100
+    tasks against 100 concurrent async workflows of ``per_task`` steps each."""
+    try:
+        from .peers import DbosPeer
+        peer = DbosPeer(None, postgres_url=_tcp_url(dsn, "dbos_bench"))
+    except ImportError as exc:
+        return {"skipped": f"dbos is not installed ({exc.name})"}
+    rates: dict[str, list[float]] = {"ours_1": [], "dbos_1": [], "ours_100": [], "dbos_100": []}
+    try:
+        async with PostgresStore.open(dsn, schema=_schema(), pool_size=pool_size) as store:
+            await _ours_facts(store, 100, 1)
+            await peer.run_concurrent(100, 1)
+            for r in range(rounds):
+                order = ["ours", "dbos"] if r % 2 else ["dbos", "ours"]
+                # Workflows of at least 20 steps, so that DBOS's per-workflow row does not
+                # dominate what is compared: steps against facts.
+                for tasks, n in ((1, per_task * 20), (100, max(per_task, 20))):
+                    for side in order:
+                        if side == "ours":
+                            rates[f"ours_{tasks}"].append(await _ours_facts(store, tasks, n))
+                            continue
+                        start = time.perf_counter()
+                        if tasks == 1:
+                            await peer.run_sequential(n)
+                        else:
+                            await peer.run_concurrent(tasks, n)
+                        rates[f"dbos_{tasks}"].append(tasks * n / (time.perf_counter() - start))
+    finally:
+        peer.close()
+    out: dict[str, Any] = {k: round(statistics.median(v)) for k, v in rates.items()}
+    for tasks in (1, 100):
+        ratios = [o / d for o, d in zip(rates[f"ours_{tasks}"], rates[f"dbos_{tasks}"],
+                                         strict=True)]
+        out[f"ratio_{tasks}"] = round(statistics.median(ratios), 2)
+        out[f"ratio_{tasks}_range"] = [round(min(ratios), 2), round(max(ratios), 2)]
+    out["description"] = peer.description
+    return out
+
+
+def _tcp_url(dsn: str, dbname: str) -> str:
+    """A SQLAlchemy-style URL for DBOS to the same server, database ``dbname`` (DBOS creates
+    it)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    parts = conninfo_to_dict(dsn)
+    user = parts.get("user") or "postgres"
+    host = parts.get("host") or "localhost"
+    port = parts.get("port") or 5432
+    if str(host).startswith("/"):
+        return f"postgresql://{user}@/{dbname}?host={host}&port={port}"
+    return f"postgresql://{user}@{host}:{port}/{dbname}"
 
 
 def _round_trips(trace: str) -> int:
@@ -388,10 +469,12 @@ async def run_all(dsn: str, appends: int, rounds: int, pool_size: int,
     if "facts" in only:
         results["facts"] = await facts_vs_eventsourcing(dsn, max(appends // 100, 3), rounds,
                                                         pool_size)
+    if "dbos" in only:
+        results["dbos"] = await facts_vs_dbos(dsn, max(appends // 100, 3), rounds, pool_size)
     return results
 
 
-SCENARIOS = ("round_trips", "append_seq", "append_concurrent", "facts")
+SCENARIOS = ("round_trips", "append_seq", "append_concurrent", "facts", "dbos")
 
 
 def main(argv: list[str] | None = None) -> int:
