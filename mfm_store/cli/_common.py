@@ -30,8 +30,7 @@ from ..errors import (
     MfmError,
 )
 from ..ids import RunId
-from ..sqlite._gc import GcReport
-from ..sqlite._verify import VerifyReport
+from ..sqlite import GcReport, VerifyReport
 from ..stores import Store
 from ..transfer import CODE_EXPORT_MALFORMED, CODE_RUN_NOT_FOUND, ExportableStore, ProgressFn
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TypeAlias
 
 from ..errors import MissingFactError
-from ..ids import ArtifactId, FactKey, StateId
+from ..facts import FactIndex
+from ..ids import ArtifactId, FactKey, RunId, StateId
 from ..live_io import (
     IoCall,
     IoProvider,
@@ -18,12 +19,10 @@ from ..live_io import (
     UnimplementedLiveIoTransportFactory,
 )
 from ..replay_io import ReplayIo
-from ..stores import ArtifactStore
+from ..stores import ArtifactStore, Store
 from .manifest import IoMode
 from .recorder import EngineFactRecorder
-
-if TYPE_CHECKING:
-    from .runner import Execution
+from .writer import RunWriter
 
 TransportsArg: TypeAlias = LiveIoTransportFactory | Iterable[LiveIoTransportFactory] | None
 
@@ -86,16 +85,18 @@ class ObservedIo:
             raise
 
 
-def build_io(execution: Execution, state_id: StateId, attempt: int) -> IoProvider:
+def build_io(store: Store, run_id: RunId, state_id: StateId, attempt: int, *,
+             facts: FactIndex, io_mode: IoMode, writer: RunWriter,
+             transports: LiveIoTransportFactory, replay_missing_fact_retryable: bool,
+             missing_facts: list[FactKey]) -> IoProvider:
     """The IO provider of one attempt. Live: a fresh transport from the factory (``make`` is
     called once per live attempt) and facts bound through the run's writer. Replay: recorded
-    facts only, no transport built."""
+    facts only, no transport built. Missing facts' keys are appended to ``missing_facts``."""
     inner: IoProvider
-    if execution.io_mode is IoMode.REPLAY:
-        inner = ReplayIo(execution.run_id, state_id, attempt, execution.store, execution.facts,
-                         execution.config.replay_missing_fact_retryable)
+    if io_mode is IoMode.REPLAY:
+        inner = ReplayIo(run_id, state_id, attempt, store, facts, replay_missing_fact_retryable)
     else:
-        env = LiveIoEnv(execution.store, execution.run_id, state_id, attempt)
-        inner = LiveIo(execution.run_id, state_id, attempt, execution.store, execution.facts,
-                       EngineFactRecorder(execution.writer), execution.transports.make(env))
-    return ObservedIo(inner, execution.missing_facts)
+        env = LiveIoEnv(store, run_id, state_id, attempt)
+        inner = LiveIo(run_id, state_id, attempt, store, facts, EngineFactRecorder(writer),
+                       transports.make(env))
+    return ObservedIo(inner, missing_facts)

@@ -144,7 +144,10 @@ class Execution:
             await self.writer.append([StateCompleted(sid, base)])
             return _Outcome(base)
         ctx = Context(await read_snapshot(self.store, base))
-        io = build_io(self, sid, attempt)
+        io = build_io(self.store, self.run_id, sid, attempt, facts=self.facts,
+                      io_mode=self.io_mode, writer=self.writer, transports=self.transports,
+                      replay_missing_fact_retryable=self.config.replay_missing_fact_retryable,
+                      missing_facts=self.missing_facts)
         recorder = EventRecorder(self.writer, self.config.event_profile)
         info: ErrorInfo | None = None
         retry_after: float | None = None

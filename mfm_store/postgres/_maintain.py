@@ -13,12 +13,12 @@ from typing import Any
 
 import psycopg
 
+from .. import _checksums as cs
 from .._rules import STATUS_RUNNING, artifact_refs, fact_binding_of, op_id_of, status_after
 from ..errors import CorruptionError
 from ..events import Event, decode_event
 from ..ids import RunId
-from ..sqlite import _checksums as cs
-from ..sqlite._verify import Problem, VerifyReport
+from ..sqlite import Problem, VerifyReport
 from . import _queries as q
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -198,6 +198,11 @@ async def refs(conn: Conn, events_sql: str, bindings_sql: str,
                 raise CorruptionError(
                     f"an event cannot be decoded ({exc}); run verify before gc") from exc
     return referenced
+
+
+async def refs_since(conn: Conn, run_pk: int, seq: int) -> set[str]:
+    """Artifact ids referenced by run ``run_pk``'s events and bindings after ``seq``."""
+    return await refs(conn, q.EVENT_BODIES_AFTER, q.BINDING_PAYLOADS_AFTER, (run_pk, seq))
 
 
 async def unreferenced(conn: Conn, cutoff: int

@@ -20,7 +20,7 @@ from ..ids import ArtifactId, RunId
 from ..retention import KEPT_CHANGED, PruneReport, archive, choose
 from ..stores import Store
 from . import _queries as q
-from ._maintain import unreferenced
+from ._maintain import refs_since, unreferenced
 
 if TYPE_CHECKING:
     from .store import PostgresStore
@@ -75,15 +75,13 @@ async def prune(store: PostgresStore, run_ids: Iterable[RunId | str] | None, *,
             found, heads = await unreferenced(conn, cutoff)
         candidates = {aid: size for aid, size in found if aid in refs}
         if candidates:
-            from .store import _refs_since
-
             async with store._conn(writing=True) as conn, conn.transaction():
                 await conn.execute(q.GC_LOCK)
                 cur = await conn.execute(q.RUN_HEADS)
                 for pk, head in await cur.fetchall():
                     since = heads.get(pk, 0)
                     if head > since:
-                        for ref in await _refs_since(conn, pk, since):
+                        for ref in await refs_since(conn, pk, since):
                             candidates.pop(ref, None)
                 cur = await conn.execute(
                     "DELETE FROM artifacts WHERE id = ANY(%s) AND created_ms <= %s"

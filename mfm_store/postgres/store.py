@@ -25,6 +25,7 @@ import psycopg
 import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
 
+from .. import _checksums as cs
 from .. import _rules
 from .._opening import Opening
 from ..errors import (
@@ -43,14 +44,12 @@ from ..events import DomainEvent, EventEnvelope, decode_event, encode_event
 from ..follow import After, Follower
 from ..ids import ArtifactId, FactKey, OpId, RunId
 from ..retention import PruneReport
-from ..sqlite import _checksums as cs
-from ..sqlite._gc import GcReport
-from ..sqlite._verify import VerifyReport
+from ..sqlite import GcReport, VerifyReport
 from ..stores import ArtifactKind, FactBinding, ProgressFn, RunSummary, Store
 from . import _follow
 from . import _queries as q
 from ._errors import describe_dsn, mapped
-from ._maintain import refs, unreferenced, verify_connection
+from ._maintain import refs_since, unreferenced, verify_connection
 from ._schema import check_and_migrate, check_schema_name
 
 __all__ = ["Durability", "PostgresStore"]
@@ -625,7 +624,7 @@ class PostgresStore:
                 for pk, head in await cur.fetchall():
                     since = heads.get(pk, 0)
                     if head > since:
-                        for ref in await _refs_since(conn, pk, since):
+                        for ref in await refs_since(conn, pk, since):
                             candidates.pop(ref, None)
                 await conn.execute(q.ARTIFACT_DELETE, (list(candidates), cutoff))
         return GcReport(artifacts=sorted(ArtifactId(a) for a in candidates),
@@ -653,9 +652,3 @@ def _event_rows(rid: str, envelopes: list[EventEnvelope]) -> list[tuple[Any, ...
 
 def _fact_sum(rid: str, seq: int, body: bytes) -> int:
     return cs.event_sum(rid, seq, None, "Domain", "fact_recorded", body)
-
-
-async def _refs_since(conn: Conn, run_pk: int, seq: int) -> set[str]:
-    return await refs(conn, q.EVENT_BODIES_AFTER, q.BINDING_PAYLOADS_AFTER, (run_pk, seq))
-
-
