@@ -204,3 +204,12 @@ class FloatNotAllowedError(CanonicalJsonError):
 
 class SecretsNotAllowedError(CanonicalJsonError):
     code = "secrets_detected"
+
+
+class TransportRegistryError(MfmError, ValueError):
+    """A transport factory could not be registered (empty or duplicate namespace group)."""
+
+    default_code = CODE_TRANSPORT_REGISTRY
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)

@@ -8,8 +8,8 @@ view one process works from, and a :class:`FactRecorder` is how a new binding is
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 from . import _rules
@@ -22,18 +22,47 @@ from .stores import FactBinding, FactStore
 __all__ = ["FactIndex", "FactRecorder", "NoopFactRecorder", "StoreFactRecorder"]
 
 
-class _KeyGuard:
-    __slots__ = ("lock", "users")
+class _Exclusive:
+    """Holds one key of a :class:`FactIndex` (see :meth:`FactIndex.exclusive`)."""
 
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
+    __slots__ = ("_guards", "_key")
+
+    def __init__(self, guards: dict[FactKey, list[asyncio.Future[None]]], key: FactKey) -> None:
+        self._guards, self._key = guards, key
+
+    async def __aenter__(self) -> None:
+        waiters = self._guards.get(self._key)
+        if waiters is None:
+            self._guards[self._key] = []  # held, nobody waiting
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self._release()  # the key was handed to us as we were cancelled: pass it on
+            elif turn in waiters:
+                waiters.remove(turn)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        waiters = self._guards[self._key]
+        while waiters:
+            turn = waiters.pop(0)
+            if not turn.done():
+                turn.set_result(None)  # the next holder; the key stays held
+                return
+        del self._guards[self._key]
 
 
 class FactIndex:
     """Fact key → payload id for one run, shared by every IO object working on that run.
 
-    Operations are atomic with respect to other tasks (an ``asyncio.Lock``). The index is not
+    Each operation is atomic with respect to other tasks (none waits inside). The index is not
     durable and does not write anywhere: it only mirrors bindings that a :class:`FactRecorder`
     made (or is making) durable, or that were loaded from a store or an event stream.
     """
@@ -42,8 +71,8 @@ class FactIndex:
         self._bindings: dict[FactKey, ArtifactId] = {
             k: ArtifactId(v) for k, v in (bindings or {}).items()
         }
-        self._lock = asyncio.Lock()
-        self._guards: dict[FactKey, _KeyGuard] = {}
+        # Held keys: the tasks waiting for each, in arrival order.
+        self._guards: dict[FactKey, list[asyncio.Future[None]]] = {}
 
     @classmethod
     def from_event_stream(cls, envelopes: Iterable[EventEnvelope]) -> FactIndex:
@@ -69,48 +98,36 @@ class FactIndex:
         return cls(await store.facts(run_id))
 
     async def get(self, key: FactKey) -> ArtifactId | None:
-        async with self._lock:
-            return self._bindings.get(key)
+        return self._bindings.get(key)
 
     async def bind_if_unset(self, key: FactKey, payload_id: ArtifactId) -> tuple[ArtifactId, bool]:
         """Bind ``key`` unless bound; returns ``(effective_id, inserted)``."""
+        current = self._bindings.get(key)
+        if current is not None:
+            return current, False
         payload_id = ArtifactId(payload_id)
-        async with self._lock:
-            current = self._bindings.get(key)
-            if current is not None:
-                return current, False
-            self._bindings[key] = payload_id
-            return payload_id, True
+        self._bindings[key] = payload_id
+        return payload_id, True
 
     async def unbind_if_matches(self, key: FactKey, payload_id: ArtifactId) -> bool:
         """Remove the binding only if it is still ``payload_id``; True if removed."""
-        async with self._lock:
-            if self._bindings.get(key) != payload_id:
-                return False
-            del self._bindings[key]
-            return True
+        if self._bindings.get(key) != payload_id:
+            return False
+        del self._bindings[key]
+        return True
 
     async def snapshot(self) -> dict[FactKey, ArtifactId]:
         """A copy of every binding."""
-        async with self._lock:
-            return dict(self._bindings)
+        return dict(self._bindings)
 
-    @contextlib.asynccontextmanager
-    async def _exclusive(self, key: FactKey) -> AsyncIterator[None]:
-        # Package-internal. LiveIo holds this from its lookup until the durable binding has
-        # settled, so a task sharing the index waits for that outcome instead of serving a
-        # binding that may still be rolled back or replaced by another process's winner.
-        guard = self._guards.get(key)
-        if guard is None:
-            guard = self._guards[key] = _KeyGuard()
-        guard.users += 1
-        try:
-            async with guard.lock:
-                yield
-        finally:
-            guard.users -= 1
-            if guard.users == 0:
-                del self._guards[key]
+    def exclusive(self, key: FactKey) -> AbstractAsyncContextManager[None]:
+        """``async with index.exclusive(key):`` one task at a time per key, in arrival order.
+
+        ``LiveIo`` holds it from its lookup until the durable binding has settled, so a task
+        sharing the index waits for that outcome instead of serving a binding that may still
+        be rolled back or replaced by another process's winner. Not reentrant.
+        """
+        return _Exclusive(self._guards, key)
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ from ._io_common import (
 from .errors import MissingFactError, MissingFactKeyError
 from .facts import FactIndex
 from .ids import ArtifactId, FactKey, RunId, StateId
-from .live_io import IoCall, IoResult
+from .io_types import IoCall, IoResult
 from .stores import ArtifactStore
 
 __all__ = ["ReplayIo"]

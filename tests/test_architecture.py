@@ -63,10 +63,7 @@ KNOWN: dict[tuple[str, str, str, str | None], str] = {
     ("c", "mfm_store._rules", "mfm_store.canonical", "_ASCII_LOWER"): "APPEND",
     ("c", "mfm_store._rules", "mfm_store.canonical", "_SECRET_RE"): "APPEND",
     ("c", "mfm_store._rules", "mfm_store.canonical", "_looks_like_mnemonic"): "APPEND",
-    ("c", "tests.test_live_io", "mfm_store.live_io", "_canonical_payload"): "FACTS",
     # (b) benchmarks reaching into the SQLite backend's private modules
-    ("b", "benchmarks.raw", "mfm_store.sqlite._checksums", None): "FACTS",
-    ("b", "benchmarks.raw", "mfm_store.sqlite._schema", None): "FACTS",
     ("b", "benchmarks.pg", "mfm_store.sqlite._checksums", None): "unowned (benchmarks)",
     ("b", "benchmarks.sync_bench", "mfm_store.sqlite._checksums", None): "unowned (benchmarks)",
     # (b) commands living outside cli/ import the CLI's private toolkit

@@ -10,6 +10,7 @@ import pytest
 from conftest import BACKENDS
 from mfm_store import (
     ArtifactKind,
+    ConcurrencyError,
     DomainEvent,
     EventEnvelope,
     FactBinding,
@@ -24,6 +25,7 @@ from mfm_store import (
     artifact_id_for_bytes,
 )
 from mfm_store.ids import ArtifactId
+from mfm_store.sqlite import SqliteStore
 from mfm_store.stores import Store
 
 A = ArtifactId("a" * 64)
@@ -144,3 +146,154 @@ async def test_noop_recorder_records_nothing() -> None:
     recorder = NoopFactRecorder()
     assert isinstance(recorder, FactRecorder)
     assert await recorder.record_fact_binding("k", A) is None
+
+
+# Facts from many tasks in one group commit (SQLite: FactWrite.run_together), on real files.
+
+
+async def _started(store: SqliteStore, run: RunId) -> None:
+    """A run the store has written (its row known to the store: the fast path applies)."""
+    await store.append(run, 0, [EventEnvelope(run, 1, None, DomainEvent("started", {}))])
+
+
+async def test_batched_facts_on_one_key_first_writer_wins(tmp_path: Path) -> None:
+    async with SqliteStore.open(tmp_path / "f.db") as store:
+        run = RunId.new()
+        await _started(store, run)
+        payloads = [b'{"n":%d}' % i for i in range(20)]
+        answers = await asyncio.gather(*(store.record_fact(run, "k", p) for p in payloads))
+        winners = [a for a in answers if a.inserted]
+        assert len(winners) == 1
+        won = winners[0]
+        assert won.seq == 2
+        assert all(a == FactBinding(won.payload_id, False, 2) for a in answers if not a.inserted)
+        assert await store.facts(run) == {"k": won.payload_id}
+        assert await store.head_seq(run) == 2
+        assert (await store.verify()).ok
+
+
+async def test_batched_facts_of_many_runs_and_keys_all_land(tmp_path: Path) -> None:
+    async with SqliteStore.open(tmp_path / "f.db") as store:
+        runs = [RunId.new() for _ in range(30)]
+        for run in runs[:20]:
+            await _started(store, run)  # 10 runs are new to the store: the general path
+        writes = [store.record_fact(run, f"k{i}", b'{"v":%d}' % i)
+                  for run in runs for i in range(2)]  # two keys per run in one batch
+        answers = await asyncio.gather(*writes)
+        assert all(a.inserted for a in answers)
+        for run in runs:
+            first = 1 if run in runs[:20] else 0
+            got = await store.facts(run)
+            assert set(got) == {"k0", "k1"}
+            assert await store.head_seq(run) == first + 2
+        assert (await store.verify()).ok
+
+
+async def test_one_bad_fact_in_a_batch_does_not_affect_the_others(tmp_path: Path) -> None:
+    async with SqliteStore.open(tmp_path / "f.db") as store:
+        runs = [RunId.new() for _ in range(10)]
+        for run in runs:
+            await _started(store, run)
+        payload = await store.put(ArtifactKind.FACT_PAYLOAD, b'{"ok":1}')
+        missing = artifact_id_for_bytes(b"never stored")
+        writes = [store.bind_fact(run, "k", missing if i == 3 else payload)
+                  for i, run in enumerate(runs)]
+        answers = await asyncio.gather(*writes, return_exceptions=True)
+        assert isinstance(answers[3], NotFoundError)
+        for i, run in enumerate(runs):
+            if i == 3:
+                assert await store.facts(run) == {}
+                assert await store.head_seq(run) == 1
+            else:
+                assert answers[i] == FactBinding(payload, True, 2)
+                assert await store.facts(run) == {"k": payload}
+        assert (await store.verify()).ok
+
+
+async def test_batched_facts_check_expected_seq(tmp_path: Path) -> None:
+    async with SqliteStore.open(tmp_path / "f.db") as store:
+        runs = [RunId.new() for _ in range(8)]
+        for run in runs:
+            await _started(store, run)
+        writes = [store.record_fact(run, "k", b'{"i":%d}' % i,
+                                    expected_seq=0 if i == 5 else 1)
+                  for i, run in enumerate(runs)]
+        answers = await asyncio.gather(*writes, return_exceptions=True)
+        assert isinstance(answers[5], ConcurrencyError)
+        assert answers[5].info.code == "event_store_concurrency"
+        assert await store.facts(runs[5]) == {}
+        assert all(isinstance(a, FactBinding) and a.inserted and a.seq == 2
+                   for i, a in enumerate(answers) if i != 5)
+        # A key already bound is answered as bound, whatever expected_seq says.
+        late = await store.record_fact(runs[0], "k", b'{"other":1}', expected_seq=0)
+        assert late.inserted is False and late.seq == 2
+        assert (await store.verify()).ok
+
+
+async def test_fact_after_another_writer_moved_the_head(tmp_path: Path) -> None:
+    # The first store's idea of the run's head is stale: its write must notice, in SQL.
+    async with SqliteStore.open(tmp_path / "f.db") as one, \
+            SqliteStore.open(tmp_path / "f.db") as two:
+        run = RunId.new()
+        await _started(one, run)
+        assert (await two.record_fact(run, "a", b'{"a":1}')).seq == 2
+        assert (await one.record_fact(run, "b", b'{"b":1}')).seq == 3
+        again = await asyncio.gather(one.record_fact(run, "a", b'{"a":2}'),
+                                     one.record_fact(run, "c", b'{"c":1}'))
+        assert again[0].inserted is False and again[0].seq == 2
+        assert again[1] == FactBinding(again[1].payload_id, True, 4)
+        assert await one.head_seq(run) == 4
+        assert (await one.verify()).ok
+
+
+def test_fact_event_body_is_what_encode_event_makes() -> None:
+    from mfm_store import _rules
+    from mfm_store.events import encode_event
+    from mfm_store.sqlite._fact_write import fact_event_body
+
+    for key in ["k", "quote:1", "é\u2603 \"quoted\" \\", "x" * 300, "\U0001f600" * 40]:
+        for refs in [(), (A,), (A, B)]:
+            assert fact_event_body(key, C, refs) == encode_event(
+                _rules.fact_recorded_event(key, C, refs))
+
+
+def test_run_together_leaves_conflicts_and_shared_runs_to_the_one_by_one_path(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    from mfm_store.sqlite._fact_write import FactWrite, artifact_row
+
+    async def setup() -> tuple[RunId, RunId]:
+        async with SqliteStore.open(tmp_path / "f.db") as store:
+            r1, r2 = RunId.new(), RunId.new()
+            await _started(store, r1)
+            await _started(store, r2)
+            await store.record_fact(r1, "taken", b"1")
+            return r1, r2
+
+    r1, r2 = asyncio.run(setup())
+    conn = sqlite3.connect(tmp_path / "f.db", isolation_level=None)
+    try:
+        rows = {rid: conn.execute("SELECT run_pk, head_seq, op_id, status, created_ms FROM runs"
+                                  " WHERE run_id = ?", (rid,)).fetchone()
+                for rid in (str(r1), str(r2))}
+
+        def write(rid: RunId, key: str, data: bytes) -> FactWrite:
+            row = artifact_row(data)
+            return FactWrite(str(rid), key, ArtifactId(row[0]), None, row, (),
+                             tuple(rows[str(rid)]))  # type: ignore[arg-type]
+
+        cur = conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        # The same run twice in one batch, and a key already bound: not together.
+        assert FactWrite.run_together(cur, [write(r1, "x", b"2"), write(r1, "y", b"3")]) is None
+        cur.execute("SAVEPOINT s")
+        assert FactWrite.run_together(cur, [write(r1, "taken", b"4"),
+                                            write(r2, "z", b"5")]) is None
+        cur.execute("ROLLBACK TO s")  # as the writer does: what it wrote goes
+        results = FactWrite.run_together(cur, [write(r1, "x", b"6"), write(r2, "z", b"7")])
+        assert results is not None
+        assert [(b.inserted, b.seq) for b, _ in results] == [(True, 3), (True, 2)]
+        cur.execute("COMMIT")
+    finally:
+        conn.close()

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import BACKENDS
 from mfm_store import (
@@ -211,10 +213,12 @@ async def test_liveio_hands_the_store_bytes_it_need_not_scan_again(store: Store)
     # The store scans JSON fact payloads for secrets; LiveIo already did (canonical JSON), so
     # it hands them over marked as checked (package-internal), and the store trusts the mark.
     from mfm_store import _rules
-    from mfm_store.live_io import _canonical_payload
+    from mfm_store._io_common import canonical_payload
 
-    payload = _canonical_payload({"ok": "value"})
-    assert type(payload) is _rules.CheckedBytes
+    payload, recorded = canonical_payload({"ok": "value"})
+    assert isinstance(payload, _rules.CheckedBytes)
+    assert payload.artifact_id == artifact_id_for_bytes(payload)  # hashed once, carried along
+    assert recorded == {"ok": "value"}
     marked = _rules.CheckedBytes(b'{"password":1}')
     assert _rules.check_artifact(ArtifactKind.FACT_PAYLOAD, marked) == bytes(marked)
     with pytest.raises(Exception) as err:
@@ -296,7 +300,7 @@ async def test_task_sharing_the_index_waits_for_the_outcome_not_the_pending_bind
     peek = asyncio.create_task(live(store, run, Answering(None), facts=facts)
                                .get_recorded_fact("k"))
     await asyncio.sleep(0)  # one scheduler turn: both tasks run up to the key's guard
-    assert facts._guards["k"].users == 3
+    assert len(facts._guards["k"]) == 2  # one holder, two waiting
     assert not other.done() and not peek.done()
 
     gated.gate.set()
@@ -592,3 +596,38 @@ async def test_live_io_is_an_io_provider(store: Store) -> None:
     assert await io.call(IoCall("x", {}, fact_key="k")) == IoResult(1, artifact_id_for_json(1))
     # NoopFactRecorder: payload stored, binding only in memory.
     assert await io.get_recorded_fact("k") == artifact_id_for_json(1)
+
+
+# canonical_payload: one walk gives the bytes canonical_json_bytes gives, and the recorded form
+
+_SECRETISH = st.sampled_from(["password", "Bearer x", "api_key", "ok", "x" * 30,
+                              " ".join(["abandon"] * 12), "é\u2603", "\ud800"])
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**65), max_value=2**65)
+    | st.floats(allow_nan=False) | st.text(max_size=30) | _SECRETISH,
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=8) | _SECRETISH, inner, max_size=4),
+    max_leaves=12)
+
+
+@given(_JSONISH)
+def test_canonical_payload_agrees_with_canonical_json_bytes(value: Any) -> None:
+    from mfm_store._io_common import canonical_payload
+    from mfm_store.errors import CanonicalJsonError, SecretsNotAllowedError
+
+    try:
+        expected = canonical_json_bytes(value)
+    except SecretsNotAllowedError:
+        with pytest.raises(IoError) as err:
+            canonical_payload(value)
+        assert err.value.info.code == "secrets_detected"
+        return
+    except CanonicalJsonError:
+        with pytest.raises(IoError) as err:
+            canonical_payload(value)
+        assert err.value.info.code == "fact_payload_not_canonical"
+        return
+    data, recorded = canonical_payload(value)
+    assert bytes(data) == expected
+    assert data.artifact_id == artifact_id_for_bytes(expected)
+    assert recorded == json.loads(expected)

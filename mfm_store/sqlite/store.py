@@ -18,6 +18,7 @@ import aiosqlite
 import xxhash
 
 from .. import _rules
+from .._io_common import CheckedPayload
 from .._opening import Opening
 from ..errors import (
     CODE_INVALID_ENVELOPES,
@@ -43,6 +44,7 @@ from . import _follow, _readonly
 from . import _queries as q
 from ._backup import write_backup
 from ._errors import map_errors
+from ._fact_write import FactWrite, RunRow, artifact_row, check_bind
 from ._gc import GcReport, refs_since, unreferenced
 from ._schema import check_and_migrate, inspect_file
 from ._verify import VerifyReport, verify_connection
@@ -343,7 +345,7 @@ class SqliteStore:
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
                         expected_seq: int | None = None,
                         refs: Sequence[ArtifactId] = ()) -> FactBinding:
-        run_id, key = _rules.check_bind(run_id, key, expected_seq)
+        run_id, key = check_bind(run_id, key, expected_seq)
         refs = _rules.check_refs(refs) if refs else ()
         return await self._bind(run_id, key, _rules.artifact_id_of(payload_id), expected_seq,
                                 None, refs)
@@ -351,56 +353,29 @@ class SqliteStore:
     async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
                           expected_seq: int | None = None,
                           refs: Sequence[ArtifactId] = ()) -> FactBinding:
-        run_id, key = _rules.check_bind(run_id, key, expected_seq)
+        run_id, key = check_bind(run_id, key, expected_seq)
         refs = _rules.check_refs(refs) if refs else ()
-        data = _rules.check_artifact(ArtifactKind.FACT_PAYLOAD, data)
-        row = _artifact_row(ArtifactKind.FACT_PAYLOAD, data)
+        if type(data) is CheckedPayload:  # from LiveIo: checked and hashed once, there
+            row = artifact_row(data, data.artifact_id)
+        else:
+            row = artifact_row(_rules.check_artifact(ArtifactKind.FACT_PAYLOAD, data))
         return await self._bind(run_id, key, ArtifactId(row[0]), expected_seq, row, refs)
 
     async def _bind(self, run_id: RunId, key: str, payload_id: ArtifactId,
-                    expected_seq: int | None, artifact_row: tuple[Any, ...] | None,
+                    expected_seq: int | None, artifact: tuple[Any, ...] | None,
                     refs: Sequence[ArtifactId]) -> FactBinding:
-        body = encode_event(_rules.fact_recorded_event(key, payload_id, refs))
+        """One fact write (see ``_fact_write``); the run's row it leaves is remembered once
+        committed."""
         rid = str(run_id)
         writer = self._writable()
-
-        def op(cur: sqlite3.Cursor) -> tuple[FactBinding, _RunState | None]:
-            row = cur.execute(q.RUN_STATE, (rid,)).fetchone()
-            if row is not None:
-                bound = cur.execute(q.BINDING_GET, (row[0], key)).fetchone()
-                if bound is not None:
-                    return FactBinding(ArtifactId(bound[0]), False, bound[1]), None
-            if artifact_row is None and cur.execute(
-                    q.ARTIFACT_EXISTS, (payload_id,)).fetchone() is None:
-                raise NotFoundError(f"fact payload artifact not found: {payload_id}")
-            for ref in refs:
-                if cur.execute(q.ARTIFACT_EXISTS, (ref,)).fetchone() is None:
-                    raise NotFoundError(f"fact {key!r} refers to artifact {ref}, which is not "
-                                        "in the store")
-            head = row[1] if row else 0
-            if expected_seq is not None and head != expected_seq:
-                raise _rules.head_moved(rid, expected_seq, head)
-            # Checks are done; writes follow.
-            now = _rules.now_millis()
-            if artifact_row is not None:
-                cur.execute(q.ARTIFACT_INSERT, artifact_row)
-            state = _RunState(*row) if row else _new_run(cur, rid, now)
-            pk = state.pk
-            seq = head + 1
-            cur.execute(q.EVENT_INSERT,
-                        (pk, seq, None, "Domain", DOMAIN_FACT_RECORDED,
-                         cs.event_sum(rid, seq, None, "Domain", DOMAIN_FACT_RECORDED, body),
-                         body))
-            cur.execute(q.BINDING_INSERT,
-                        (pk, key, payload_id, seq, cs.binding_sum(rid, key, payload_id, seq)))
-            new = state.advance(cur, rid, seq, now, None, None)
-            return FactBinding(payload_id, True, seq), new
-
-        binding, new = await writer.run(op)
+        st = self._runs.get(rid)
+        known = None if st is None else (st.pk, st.head, st.op_id, st.status, st.created)
+        outcome: tuple[FactBinding, RunRow | None] = await writer.run(
+            FactWrite(rid, key, payload_id, expected_seq, artifact, refs, known))
+        binding, new = outcome
         if new is not None:
-            self._runs[rid] = new  # committed
-        result: FactBinding = binding
-        return result
+            self._runs[rid] = _RunState(*new)  # committed
+        return binding
 
     def _check_binding(self, rid: str, row: Sequence[Any]) -> ArtifactId:
         key, pid, seq, stored = row

@@ -1,0 +1,220 @@
+"""The fact writes of the SQLite store (``bind_fact``, ``record_fact``), as writer operations.
+
+One :class:`FactWrite` binds a key of a run to a payload and appends its ``fact_recorded``
+event at the run's head + 1, in one transaction, first writer wins. Nothing is written when the
+key is already bound (the existing binding is the answer, ``inserted=False``), when the head is
+not ``expected_seq``, or when an artifact the fact needs (the payload for ``bind_fact``, every
+declared reference) is absent.
+
+When the store knows the run's row (it wrote it last), the write needs no ``SELECT``: the
+binding goes in with ``INSERT ... SELECT ... WHERE`` the head is still the known one (and, for
+``bind_fact``, the payload exists) ``ON CONFLICT DO NOTHING``, so one statement both checks and
+writes; then the payload artifact, the event and the head. If that insert writes no row (the key
+is bound, the head moved, the payload is absent) nothing was written, and the general path reads
+the run's row and the binding to find which. Writes of one batch, on distinct runs, go together
+(:meth:`FactWrite.run_together`: one ``executemany`` per statement).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import cbor2
+
+from .. import _rules
+from .._io_common import CheckedKey
+from ..errors import NotFoundError
+from ..events import DOMAIN_FACT_RECORDED, encode_event
+from ..ids import ArtifactId, RunId
+from ..stores import ArtifactKind, FactBinding
+from . import _checksums as cs
+from . import _queries as q
+
+__all__ = ["FactWrite", "RunRow", "artifact_row", "check_bind", "fact_event_body"]
+
+# (run_pk, head_seq, op_id, status, created_ms): what the store knows of a run it wrote.
+RunRow = tuple[int, int, "str | None", str, int]
+Result = tuple[FactBinding, "RunRow | None"]
+
+_KIND = str(ArtifactKind.FACT_PAYLOAD)
+_DOMAIN = "Domain"
+
+# Binding inserts that also check, in the same statement, that the run's row is the one the
+# writer knows (?1 is still run ?7, at head ?6) and, for bind_fact, that the payload is stored:
+# no row inserted means "look closer" (bound, moved or missing), with nothing written.
+_BIND_IF_HEAD = (
+    "INSERT INTO fact_bindings (run_pk, fact_key, payload_id, seq, checksum)"
+    " SELECT ?1, ?2, ?3, ?4, ?5"
+    " WHERE (SELECT head_seq FROM runs WHERE run_pk = ?1 AND run_id = ?7) = ?6"
+    " ON CONFLICT DO NOTHING"
+)
+_BIND_IF_HEAD_AND_PAYLOAD = (
+    "INSERT INTO fact_bindings (run_pk, fact_key, payload_id, seq, checksum)"
+    " SELECT ?1, ?2, ?3, ?4, ?5"
+    " WHERE (SELECT head_seq FROM runs WHERE run_pk = ?1 AND run_id = ?7) = ?6"
+    " AND EXISTS (SELECT 1 FROM artifacts WHERE id = ?3)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def _body_template() -> tuple[bytes, bytes, bytes]:
+    """The bytes of a ``fact_recorded`` event body around its key and payload id, cut out
+    of what :func:`encode_event` makes (so the two can never disagree; checked below)."""
+    key, pid = "\u2603key\u2603", "0123456789abcdef" * 4
+    whole = encode_event(_rules.fact_recorded_event(key, ArtifactId(pid)))
+    k, p = cbor2.dumps(key), cbor2.dumps(pid)
+    i, j = whole.index(k), whole.index(p)
+    if not (i < j and p[:2] == b"\x78\x40"):
+        raise AssertionError("unexpected fact_recorded encoding")
+    return whole[:i], whole[i + len(k):j] + p[:2], whole[j + len(p):]
+
+
+_HEAD, _MID, _TAIL = _body_template()
+
+
+def fact_event_body(key: str, payload_id: str, refs: Sequence[str] = ()) -> bytes:
+    """The CBOR body of the ``fact_recorded`` event of a new binding: byte for byte what
+    ``encode_event(fact_recorded_event(key, payload_id, refs))`` makes, without building the
+    event when there are no ``refs`` (``key`` is a checked fact key: valid Unicode)."""
+    if refs:
+        return encode_event(_rules.fact_recorded_event(key, ArtifactId(payload_id), refs))
+    return b"".join((_HEAD, cbor2.dumps(key), _MID, payload_id.encode("ascii"), _TAIL))
+
+
+def artifact_row(data: bytes, payload_id: str | None = None) -> tuple[Any, ...]:
+    """The ``artifacts`` row of a fact payload (``payload_id``: its SHA-256, if known)."""
+    aid = hashlib.sha256(data).hexdigest() if payload_id is None else payload_id
+    size = len(data)
+    return (aid, _KIND, size, cs.artifact_sum(aid, _KIND, size, data), _rules.now_millis(),
+            data)
+
+
+class FactWrite:
+    """The write of one ``bind_fact`` (``artifact`` None: the payload must be stored) or
+    ``record_fact`` (``artifact``: the payload's row, stored with the binding).
+
+    Returns ``(binding, run row after the write)`` (run row None when nothing was written).
+    ``known`` is the run's row as the store last wrote it, if it did: the guess the fast path
+    checks in SQL.
+    """
+
+    __slots__ = ("artifact", "body", "expected", "fast", "key", "known", "now", "payload_id",
+                 "refs", "rid")
+
+    def __init__(self, rid: str, key: str, payload_id: ArtifactId, expected_seq: int | None,
+                 artifact: tuple[Any, ...] | None, refs: Sequence[ArtifactId],
+                 known: RunRow | None) -> None:
+        self.rid, self.key, self.payload_id = rid, key, payload_id
+        self.expected, self.artifact, self.refs, self.known = expected_seq, artifact, refs, known
+        self.body = fact_event_body(key, payload_id, refs)
+        self.now = _rules.now_millis()
+        # The rows of the fast path, made before the write (the writer thread only runs SQL).
+        self.fast: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] | None = None
+        if known is not None and not refs and expected_seq in (None, known[1]):
+            self.fast = self._rows(known)
+
+    def _rows(self, known: RunRow) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+        """The binding (with the head it expects), event and head-move rows at ``known``."""
+        pk, head, op_id, status, created = known
+        rid, key, pid, now = self.rid, self.key, self.payload_id, self.now
+        seq = head + 1
+        return ((pk, key, pid, seq, cs.binding_sum(rid, key, pid, seq), head, rid),
+                (pk, seq, None, _DOMAIN, DOMAIN_FACT_RECORDED,
+                 cs.event_sum(rid, seq, None, _DOMAIN, DOMAIN_FACT_RECORDED, self.body),
+                 self.body),
+                (seq, now, cs.run_sum(pk, rid, op_id, status, seq, created, now), pk, head))
+
+    def _result(self, known: RunRow) -> Result:
+        pk, head, op_id, status, created = known
+        return FactBinding(self.payload_id, True, head + 1), (pk, head + 1, op_id, status,
+                                                              created)
+
+    def __call__(self, cur: sqlite3.Cursor) -> Result:
+        fast, known = self.fast, self.known
+        if fast is not None and known is not None:
+            bind = _BIND_IF_HEAD if self.artifact is not None else _BIND_IF_HEAD_AND_PAYLOAD
+            if cur.execute(bind, fast[0]).rowcount == 1:
+                if self.artifact is not None:
+                    cur.execute(q.ARTIFACT_INSERT, self.artifact)
+                cur.execute(q.EVENT_INSERT, fast[1])
+                cur.execute(q.RUN_MOVE_HEAD, fast[2])
+                return self._result(known)
+        return self._general(cur)
+
+    def _general(self, cur: sqlite3.Cursor) -> Result:
+        """Read the run's row and the binding, check, then write (nothing written on error)."""
+        rid, key, payload_id = self.rid, self.key, self.payload_id
+        row = cur.execute(q.RUN_STATE, (rid,)).fetchone()
+        if row is not None:
+            bound = cur.execute(q.BINDING_GET, (row[0], key)).fetchone()
+            if bound is not None:
+                return FactBinding(ArtifactId(bound[0]), False, bound[1]), None
+        if self.artifact is None and cur.execute(
+                q.ARTIFACT_EXISTS, (payload_id,)).fetchone() is None:
+            raise NotFoundError(f"fact payload artifact not found: {payload_id}")
+        for ref in self.refs:
+            if cur.execute(q.ARTIFACT_EXISTS, (ref,)).fetchone() is None:
+                raise NotFoundError(f"fact {key!r} refers to artifact {ref}, which is not "
+                                    "in the store")
+        head = row[1] if row else 0
+        if self.expected is not None and head != self.expected:
+            raise _rules.head_moved(rid, self.expected, head)
+        # Checks are done; writes follow.
+        if row is None:
+            now = self.now
+            pk = cur.execute(q.RUN_INSERT, (rid, now, now)).lastrowid
+            assert pk is not None
+            known: RunRow = (pk, 0, None, _rules.STATUS_RUNNING, now)
+        else:
+            known = (row[0], row[1], row[2], row[3], row[4])
+        bind, event, _move = self._rows(known)
+        pk, _head, op_id, status, created = known
+        seq, now = head + 1, self.now
+        if self.artifact is not None:
+            cur.execute(q.ARTIFACT_INSERT, self.artifact)
+        cur.execute(q.EVENT_INSERT, event)
+        cur.execute(q.BINDING_INSERT, bind[:5])
+        cur.execute(q.RUN_ADVANCE, (seq, now, op_id, status,
+                                    cs.run_sum(pk, rid, op_id, status, seq, created, now), pk))
+        return self._result(known)
+
+    @staticmethod
+    def run_together(cur: sqlite3.Cursor, ops: list[FactWrite]) -> list[Result] | None:
+        """Fast-path writes on distinct runs as one ``executemany`` per statement; ``None``
+        (the writer then runs them one by one) if any cannot take the fast path."""
+        runs = set()
+        rows = []
+        artifacts = []
+        for op in ops:
+            if op.fast is None or op.rid in runs:
+                return None
+            runs.add(op.rid)
+            rows.append(op.fast)
+            if op.artifact is not None:
+                artifacts.append(op.artifact)
+        if len(artifacts) == len(ops):
+            bind = _BIND_IF_HEAD
+        elif not artifacts:
+            bind = _BIND_IF_HEAD_AND_PAYLOAD
+        else:
+            return None  # bind_fact and record_fact mixed: one by one
+        if cur.executemany(bind, [r[0] for r in rows]).rowcount != len(ops):
+            return None  # a key bound, a head moved or a payload missing: one by one
+        if artifacts:
+            cur.executemany(q.ARTIFACT_INSERT, artifacts)
+        cur.executemany(q.EVENT_INSERT, [r[1] for r in rows])
+        cur.executemany(q.RUN_MOVE_HEAD, [r[2] for r in rows])
+        return [op._result(op.known) for op in ops if op.known is not None]
+
+
+def check_bind(run_id: object, key: object, expected_seq: object) -> tuple[RunId, str]:
+    """:func:`_rules.check_bind`, without scanning again a key ``LiveIo`` checked."""
+    if type(key) is CheckedKey:
+        rid = _rules.run_id_of(run_id)
+        if expected_seq is not None:
+            _rules.seq_of(expected_seq, "expected_seq")
+        return rid, key
+    return _rules.check_bind(run_id, key, expected_seq)
