@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from . import _rules
 from ._io_common import check_fact_key, io_error
-from .errors import CODE_FACT_BINDING_APPEND_FAILED, ErrorCategory, StorageError
+from .errors import CODE_FACT_BINDING_APPEND_FAILED, ErrorCategory, IoError, StorageError
 from .events import DomainEvent, EventEnvelope
 from .ids import ArtifactId, FactKey, RunId
 from .stores import FactBinding, FactStore
@@ -213,7 +213,7 @@ class StoreFactRecorder:
     async def record_fact_binding(self, key: FactKey, payload_id: ArtifactId, *,
                                   refs: Sequence[ArtifactId] = ()) -> FactBinding:
         """Bind ``key → payload_id`` (with the declared ``refs``, which must exist)."""
-        check_fact_key(key)
+        key = check_fact_key(key)
         if refs:
             return await self._settle(self.store.bind_fact(self.run_id, key, payload_id,
                                                            refs=refs))
@@ -222,19 +222,28 @@ class StoreFactRecorder:
     async def record_fact_payload(self, key: FactKey, payload_id: ArtifactId, data: bytes, *,
                                   refs: Sequence[ArtifactId] = ()) -> FactBinding:
         """Like :meth:`record_fact_binding`, storing ``data`` in the same write."""
-        check_fact_key(key)
-        if refs:
-            return await self._settle(self.store.record_fact(self.run_id, key, data,
-                                                             refs=refs))
-        return await self._settle(self.store.record_fact(self.run_id, key, data))
+        key = check_fact_key(key)
+        try:
+            binding = await (self.store.record_fact(self.run_id, key, data, refs=refs) if refs
+                             else self.store.record_fact(self.run_id, key, data))
+        except StorageError as exc:
+            raise _append_failed() from exc
+        self.last_binding = binding
+        if self._on_bound is not None:
+            self._on_bound(binding)
+        return binding
 
     async def _settle(self, write: Awaitable[FactBinding]) -> FactBinding:
         try:
             binding = await write
         except StorageError as exc:
-            raise io_error(CODE_FACT_BINDING_APPEND_FAILED, ErrorCategory.STORAGE,
-                           "failed to append fact binding event") from exc
+            raise _append_failed() from exc
         self.last_binding = binding
         if self._on_bound is not None:
             self._on_bound(binding)
         return binding
+
+
+def _append_failed() -> IoError:
+    return io_error(CODE_FACT_BINDING_APPEND_FAILED, ErrorCategory.STORAGE,
+                    "failed to append fact binding event")

@@ -220,32 +220,19 @@ class LiveIo:
 
     async def _store_and_bind(self, key: FactKey, payload: CheckedPayload,
                               refs: tuple[ArtifactId, ...] = ()) -> ArtifactId:
-        """Store the payload and bind it; returns the effective payload id."""
-        if self._fused:
-            return await self._bind(key, payload.artifact_id, payload, refs)
-        payload_id = await self._put(payload)
-        return await self._bind(key, payload_id, None, refs)
-
-    async def _put(self, data: bytes) -> ArtifactId:
-        try:
-            return await self._artifacts.put(ArtifactKind.FACT_PAYLOAD, data)
-        except StorageError as exc:
-            raise io_error(CODE_FACT_PAYLOAD_PUT_FAILED, ErrorCategory.STORAGE,
-                           "failed to store fact payload") from exc
-
-    async def _bind(self, key: FactKey, payload_id: ArtifactId, data: bytes | None = None,
-                    refs: tuple[ArtifactId, ...] = ()) -> ArtifactId:
-        """Bind in memory, then durably (storing ``data`` too, if given, through the fused
-        recorder, and the declared ``refs``); returns the effective (possibly foreign)
-        payload id."""
-        bound, inserted = await self._facts.bind_if_unset(key, payload_id)
+        """Store the payload and bind it: in memory, then durably (through the fused recorder
+        in one write when there is one, with the declared ``refs``); returns the effective
+        (possibly foreign) payload id."""
+        facts = self._facts
+        payload_id = payload.artifact_id if self._fused else await self._put(payload)
+        bound, inserted = await facts.bind_if_unset(key, payload_id)
         if not inserted:
             return bound
         # refs are passed only when declared: recorders written before them keep working.
-        if data is not None:  # only given when self._fused
+        if self._fused:
             recorder = cast(PayloadFactRecorder, self._recorder)
-            record = (recorder.record_fact_payload(key, bound, data, refs=refs) if refs
-                      else recorder.record_fact_payload(key, bound, data))
+            record = (recorder.record_fact_payload(key, bound, payload, refs=refs) if refs
+                      else recorder.record_fact_payload(key, bound, payload))
         else:
             record = (self._recorder.record_fact_binding(key, bound, refs=refs) if refs
                       else self._recorder.record_fact_binding(key, bound))
@@ -256,11 +243,18 @@ class LiveIo:
             # store waited for another process's lock), the next call finds the store's
             # binding as the winner: the store stays right; only the transport may be asked
             # again. The engine's writer waits for such a write's outcome (see RunWriter).
-            await self._facts.unbind_if_matches(key, bound)
+            await facts.unbind_if_matches(key, bound)
             raise
         winner = durable.payload_id if isinstance(durable, FactBinding) else durable
         if winner is not None and winner != bound:
             # Another writer bound the key first: the index adopts its payload.
-            await self._facts.unbind_if_matches(key, bound)
-            bound, _ = await self._facts.bind_if_unset(key, ArtifactId(winner))
+            await facts.unbind_if_matches(key, bound)
+            bound, _ = await facts.bind_if_unset(key, ArtifactId(winner))
         return bound
+
+    async def _put(self, data: bytes) -> ArtifactId:
+        try:
+            return await self._artifacts.put(ArtifactKind.FACT_PAYLOAD, data)
+        except StorageError as exc:
+            raise io_error(CODE_FACT_PAYLOAD_PUT_FAILED, ErrorCategory.STORAGE,
+                           "failed to store fact payload") from exc

@@ -110,7 +110,7 @@ class FactWrite:
         self.rid, self.key, self.payload_id = rid, key, payload_id
         self.expected, self.artifact, self.refs, self.known = expected_seq, artifact, refs, known
         self.body = fact_event_body(key, payload_id, refs)
-        self.now = _rules.now_millis()
+        self.now = _rules.now_millis() if artifact is None else artifact[4]
         # The rows of the fast path, made before the write (the writer thread only runs SQL).
         self.fast: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] | None = None
         if known is not None and not refs and expected_seq in (None, known[1]):

@@ -359,7 +359,17 @@ class SqliteStore:
             row = artifact_row(data, data.artifact_id)
         else:
             row = artifact_row(_rules.check_artifact(ArtifactKind.FACT_PAYLOAD, data))
-        return await self._bind(run_id, key, ArtifactId(row[0]), expected_seq, row, refs)
+        rid = str(run_id)
+        outcome: tuple[FactBinding, RunRow | None] = await self._writable().run(
+            FactWrite(rid, key, ArtifactId(row[0]), expected_seq, row, refs, self._known(rid)))
+        binding, new = outcome
+        if new is not None:
+            self._runs[rid] = _RunState(*new)  # committed
+        return binding
+
+    def _known(self, rid: str) -> RunRow | None:
+        st = self._runs.get(rid)
+        return None if st is None else (st.pk, st.head, st.op_id, st.status, st.created)
 
     async def _bind(self, run_id: RunId, key: str, payload_id: ArtifactId,
                     expected_seq: int | None, artifact: tuple[Any, ...] | None,
@@ -367,11 +377,8 @@ class SqliteStore:
         """One fact write (see ``_fact_write``); the run's row it leaves is remembered once
         committed."""
         rid = str(run_id)
-        writer = self._writable()
-        st = self._runs.get(rid)
-        known = None if st is None else (st.pk, st.head, st.op_id, st.status, st.created)
-        outcome: tuple[FactBinding, RunRow | None] = await writer.run(
-            FactWrite(rid, key, payload_id, expected_seq, artifact, refs, known))
+        outcome: tuple[FactBinding, RunRow | None] = await self._writable().run(
+            FactWrite(rid, key, payload_id, expected_seq, artifact, refs, self._known(rid)))
         binding, new = outcome
         if new is not None:
             self._runs[rid] = _RunState(*new)  # committed
