@@ -104,7 +104,8 @@ async def _write_run(store: SqliteStore, n: int, manifest: str) -> None:
     await store.append(run, 0, envs)
 
 
-async def _build(path: Path, events: int) -> None:
+async def build(path: Path, events: int, *, quiet: bool = False) -> None:
+    """Write ``events`` events (N/100 runs, with their bindings and artifacts) to ``path``."""
     runs = max(1, events // EVENTS_PER_RUN)
     async with SqliteStore.open(path, durability="normal") as store:
         manifest = await store.put(ArtifactKind.MANIFEST, _json({"plan": "bench", "v": 1}))
@@ -113,7 +114,7 @@ async def _build(path: Path, events: int) -> None:
             batch = range(done, min(done + _CONCURRENT_RUNS, runs))
             await asyncio.gather(*(_write_run(store, n, manifest) for n in batch))
             done = batch.stop
-            if done % 5000 < _CONCURRENT_RUNS:
+            if not quiet and done % 5000 < _CONCURRENT_RUNS:
                 print(f"  built {done}/{runs} runs", file=sys.stderr, flush=True)
 
 
@@ -127,7 +128,7 @@ def fixture(cache: Path, events: int) -> Path:
     for p in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
         p.unlink(missing_ok=True)
     started = time.perf_counter()
-    asyncio.run(_build(partial, events))
+    asyncio.run(build(partial, events))
     os.replace(partial, path)
     print(f"  built {path.name} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return path

@@ -10,7 +10,7 @@ from types import TracebackType
 
 import attrs
 
-from . import _rules
+from . import _paging, _rules
 from .canonical import artifact_id_for_bytes
 from .errors import (
     CODE_INVALID_ENVELOPES,
@@ -148,13 +148,26 @@ class MemoryStore:
         for env in await self.read_range(run_id, from_seq, to_seq):
             yield env
 
-    async def list_runs(self) -> list[RunSummary]:
+    async def list_runs(self, *, after: RunId | str | None = None, limit: int | None = None,
+                        newest_first: bool = False) -> list[RunSummary]:
         self._check_open()
-        return [
-            RunSummary(run_id=rid, op_id=r.op_id, status=r.status, head_seq=len(r.events),
-                       created_millis=r.created, updated_millis=r.updated or r.created)
-            for rid, r in self._runs.items()
-        ]
+        after_id, count = _paging.check_list_runs(after, limit, newest_first)
+        if after_id is not None and after_id not in self._runs:
+            raise _paging.unknown_after(after_id)
+        ids = reversed(self._runs) if newest_first else iter(self._runs)  # creation order
+        if after_id is not None:
+            for rid in ids:
+                if rid == after_id:
+                    break
+        out: list[RunSummary] = []
+        for rid in ids:
+            if count is not None and len(out) >= count:
+                break
+            r = self._runs[rid]
+            out.append(RunSummary(run_id=rid, op_id=r.op_id, status=r.status,
+                                  head_seq=len(r.events), created_millis=r.created,
+                                  updated_millis=r.updated or r.created))
+        return out
 
     def follow(self, run_id: RunId | str | None = None, *, after: After = None) -> Follower:
         """Events as they are appended: one run's (cursor: seq) or every run's in commit

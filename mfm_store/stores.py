@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
+from .errors import CODE_INVALID_ARGUMENT, StorageError
 from .events import EventEnvelope
 from .ids import ArtifactId, FactKey, OpId, RunId
 
@@ -25,6 +26,7 @@ __all__ = [
     "PrunableStore",
     "RunSummary",
     "Store",
+    "iter_runs",
 ]
 
 ProgressFn = Callable[[str, int, "int | None"], None]
@@ -154,8 +156,18 @@ class EventStore(Protocol):
         """Like :meth:`read_range`, streamed in pages with bounded memory."""
         ...
 
-    async def list_runs(self) -> list[RunSummary]:
-        """Every run, oldest first, without scanning events."""
+    async def list_runs(self, *, after: RunId | str | None = None, limit: int | None = None,
+                        newest_first: bool = False) -> list[RunSummary]:
+        """Runs in creation order, oldest first (``newest_first``: newest first), without
+        scanning events; every run when called without arguments.
+
+        Paged: at most ``limit`` runs, those that come after the run ``after`` in that order
+        (pass the last run of a page to get the next; :func:`iter_runs` walks them
+        all). A run's place never changes while it exists. Raises ``StorageError``
+        ``invalid_argument`` for a ``limit`` that is not a positive int or a ``newest_first``
+        that is not a bool, ``invalid_id`` for a malformed ``after``, ``NotFoundError``
+        ``run_not_found`` if the store holds no run ``after`` (e.g. pruned meanwhile).
+        """
         ...
 
 
@@ -258,3 +270,24 @@ class PrunableStore(Protocol):
     async def prune(self, run_ids: Any = None, *, finished_before: Any = None,
                     keep_last: int | None = None, archive: Any = None,
                     dry_run: bool = False) -> Any: ...
+
+
+async def iter_runs(store: EventStore, *, page_size: int = 1000,
+                    newest_first: bool = False) -> AsyncIterator[RunSummary]:
+    """Every run of ``store`` in creation order (or newest first), read ``page_size`` runs at
+    a time with ``list_runs(after=..., limit=...)``: memory stays bounded by one page.
+
+    Runs created meanwhile are seen when their place is still ahead (oldest first: always).
+    A run pruned meanwhile that ended a page makes the next page raise ``NotFoundError``
+    (``run_not_found``). ``page_size`` must be a positive int (``invalid_argument``)."""
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+        raise StorageError(f"page_size must be a positive integer, got {page_size!r}",
+                           code=CODE_INVALID_ARGUMENT)
+    after: RunId | None = None
+    while True:
+        page = await store.list_runs(after=after, limit=page_size, newest_first=newest_first)
+        for summary in page:
+            yield summary
+        if len(page) < page_size:
+            return
+        after = page[-1].run_id

@@ -20,7 +20,8 @@ from ..events import (
     StateEntered,
     StateFailed,
 )
-from ..ids import ArtifactId
+from ..ids import ArtifactId, RunId
+from ..stores import RunSummary, Store, iter_runs
 from ..transfer import json_line
 from ._common import (
     EXIT_OK,
@@ -40,6 +41,7 @@ from ._files import check_stdout_is_not, output_file
 __all__ = ["describe", "register"]
 
 _PAYLOAD_WIDTH = 100
+_RUNS_PAGE = 1000  # runs read per list_runs call
 
 
 def _id(value: str | None, full: bool) -> str:
@@ -87,26 +89,36 @@ def _line(env: EventEnvelope, full_ids: bool) -> str:
 
 
 async def _runs(args: argparse.Namespace) -> int:
+    """Runs oldest first, printed a page at a time as they are read (bounded memory)."""
+    out = sys.stdout
+    shown = 0
     async with open_existing(db_text(args)) as store:
-        runs = await store.list_runs()
-        # A fork records its origin in its first events (run_forked at seq 2): two short
-        # reads per run.
-        origins = {r.run_id: await fork_origin(store, r.run_id) for r in runs}
+        async for r in iter_runs(store, page_size=_RUNS_PAGE):
+            # A fork records its origin in its first events (run_forked at seq 2): two short
+            # reads per run.
+            origin = await fork_origin(store, r.run_id)
+            if args.json:
+                item = json.dumps({"run_id": str(r.run_id), "op_id": r.op_id,
+                                   "status": r.status, "events": r.head_seq,
+                                   "created_millis": r.created_millis,
+                                   "updated_millis": r.updated_millis,
+                                   "forked_from": _origin_json(origin)},
+                                  ensure_ascii=False, indent=2)
+                # The text json.dumps(list, indent=2) writes, one item at a time.
+                out.write(("[\n" if not shown else ",\n") + "  " + item.replace("\n", "\n  "))
+            else:
+                if not shown:
+                    out.write(f"{'RUN':<36}  {'OP':<12} {'STATUS':<10} {'EVENTS':>7}  "
+                              f"{'UPDATED':<24}  FORKED FROM\n")
+                forked = "-" if origin is None else \
+                    f"{str(origin.source_run_id)[:8]}@{origin.state_id}"
+                out.write(f"{r.run_id!s:<36}  {r.op_id or '-':<12} {r.status:<10} "
+                          f"{r.head_seq:>7}  {iso_millis(r.updated_millis):<24}  {forked}\n")
+            shown += 1
     if args.json:
-        print_json([{"run_id": str(r.run_id), "op_id": r.op_id, "status": r.status,
-                     "events": r.head_seq, "created_millis": r.created_millis,
-                     "updated_millis": r.updated_millis,
-                     "forked_from": _origin_json(origins[r.run_id])} for r in runs])
-        return EXIT_OK
-    if not runs:
+        out.write("[]\n" if not shown else "\n]\n")
+    elif not shown:
         print("no runs")
-        return EXIT_OK
-    print(f"{'RUN':<36}  {'OP':<12} {'STATUS':<10} {'EVENTS':>7}  {'UPDATED':<24}  FORKED FROM")
-    for r in runs:
-        o = origins[r.run_id]
-        forked = "-" if o is None else f"{str(o.source_run_id)[:8]}@{o.state_id}"
-        print(f"{r.run_id!s:<36}  {r.op_id or '-':<12} {r.status:<10} {r.head_seq:>7}  "
-              f"{iso_millis(r.updated_millis):<24}  {forked}")
     return EXIT_OK
 
 
@@ -124,7 +136,7 @@ async def _show(args: argparse.Namespace) -> int:
                 out.write(json_line(env.to_json()))
             out.flush()
             return EXIT_OK
-        (summary,) = [r for r in await store.list_runs() if r.run_id == run_id]
+        summary = await _summary(store, run_id)
         print(f"run {run_id}  op {summary.op_id or '-'}  {summary.status}  "
               f"{summary.head_seq} events")
         origin = await fork_origin(store, run_id)
@@ -134,6 +146,14 @@ async def _show(args: argparse.Namespace) -> int:
         async for env in store.iter_events(run_id, args.from_seq, args.to_seq):
             print(_line(env, args.full_ids))
     return EXIT_OK
+
+
+async def _summary(store: Store, run_id: RunId) -> RunSummary:
+    """The run's row, found by reading the runs a page at a time (bounded memory)."""
+    async for r in iter_runs(store, page_size=_RUNS_PAGE, newest_first=True):
+        if r.run_id == run_id:
+            return r
+    raise CliError(f"run {run_id} is not in the store", EXIT_USAGE, "run_not_found")
 
 
 def _value(data: bytes) -> tuple[str, Any]:

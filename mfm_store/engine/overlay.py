@@ -75,8 +75,9 @@ class OverlayStore:
                     *, page_size: int = 1000) -> AsyncIterator[EventEnvelope]:
         return self.overlay.iter_events(run_id, from_seq, to_seq, page_size=page_size)
 
-    async def list_runs(self) -> list[RunSummary]:
-        return await self.overlay.list_runs()
+    async def list_runs(self, *, after: RunId | str | None = None, limit: int | None = None,
+                        newest_first: bool = False) -> list[RunSummary]:
+        return await self.overlay.list_runs(after=after, limit=limit, newest_first=newest_first)
 
     async def put(self, kind: ArtifactKind, data: bytes) -> ArtifactId:
         return await self.overlay.put(kind, data)

@@ -9,6 +9,18 @@ RUN_HEAD = "SELECT head_seq FROM runs WHERE run_id = %s"
 RUN_LIST = (
     "SELECT run_id, op_id, status, head_seq, created_ms, updated_ms FROM runs ORDER BY run_pk"
 )
+# list_runs pages (creation order = run_pk order), one round trip: the first column says
+# whether the run named by %(after)s exists (NULL after: always); run columns are NULL when
+# the page is empty. A NULL limit is no limit.
+_RUN_PAGE = (
+    "SELECT f.found, r.run_id, r.op_id, r.status, r.head_seq, r.created_ms, r.updated_ms"
+    " FROM (SELECT a.pk IS NOT NULL OR %(after)s::text IS NULL AS found, a.pk FROM"
+    " (SELECT (SELECT run_pk FROM runs WHERE run_id = %(after)s::text) AS pk) AS a) AS f"
+    " LEFT JOIN LATERAL (SELECT * FROM runs WHERE f.found AND (f.pk IS NULL OR run_pk {op} f.pk)"
+    " ORDER BY run_pk {order} LIMIT %(limit)s) AS r ON true"
+)
+RUN_PAGE = _RUN_PAGE.format(op=">", order="ASC")
+RUN_PAGE_NEWEST = _RUN_PAGE.format(op="<", order="DESC")
 
 # The events of one append as parallel arrays (one statement whatever their number).
 _EVENTS = (

@@ -26,7 +26,7 @@ import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
 
 from .. import _checksums as cs
-from .. import _rules
+from .. import _paging, _rules
 from .._opening import Opening
 from ..errors import (
     CODE_CONCURRENCY,
@@ -361,12 +361,21 @@ class PostgresStore:
                 return
             start = rows[-1][0] + 1
 
-    async def list_runs(self) -> list[RunSummary]:
+    async def list_runs(self, *, after: RunId | str | None = None, limit: int | None = None,
+                        newest_first: bool = False) -> list[RunSummary]:
+        """Runs in creation order (``run_pk``), paged: see :meth:`Store.list_runs
+        <mfm_store.stores.EventStore.list_runs>`. Each page is one indexed query."""
+        after_id, count = _paging.check_list_runs(after, limit, newest_first)
+        sql = q.RUN_PAGE_NEWEST if newest_first else q.RUN_PAGE
+        rows = await self._fetchall(sql, {"after": None if after_id is None else str(after_id),
+                                          "limit": count})
+        if not rows[0][0] and after_id is not None:
+            raise _paging.unknown_after(after_id)
         return [
             RunSummary(run_id=RunId.parse(rid), op_id=None if op is None else OpId(op),
                        status=status, head_seq=head, created_millis=created,
                        updated_millis=updated)
-            for rid, op, status, head, created, updated in await self._fetchall(q.RUN_LIST, ())
+            for _found, rid, op, status, head, created, updated in rows if rid is not None
         ]
 
     def follow(self, run_id: RunId | str | None = None, *, after: After = None) -> Follower:

@@ -27,6 +27,17 @@ RUN_LIST = {
     3: "SELECT " + _RUN_COLUMNS + "checksum FROM runs ORDER BY run_pk",
     2: "SELECT " + _RUN_COLUMNS + "NULL FROM runs ORDER BY run_pk",
 }
+# list_runs pages (creation order = run_pk order); LIMIT -1 is no limit.
+RUN_PK = "SELECT run_pk FROM runs WHERE run_id = ?"
+RUN_PAGE = {
+    3: "SELECT " + _RUN_COLUMNS + "checksum FROM runs WHERE run_pk > ? ORDER BY run_pk LIMIT ?",
+    2: "SELECT " + _RUN_COLUMNS + "NULL FROM runs WHERE run_pk > ? ORDER BY run_pk LIMIT ?",
+}
+RUN_PAGE_NEWEST = {
+    3: "SELECT " + _RUN_COLUMNS + "checksum FROM runs WHERE run_pk < ?"
+       " ORDER BY run_pk DESC LIMIT ?",
+    2: "SELECT " + _RUN_COLUMNS + "NULL FROM runs WHERE run_pk < ? ORDER BY run_pk DESC LIMIT ?",
+}
 
 EVENT_INSERT = (
     "INSERT INTO events (run_pk, seq, ts_millis, kind, name, checksum, body)"

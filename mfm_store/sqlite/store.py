@@ -8,11 +8,11 @@ import json
 import os
 import sqlite3
 import warnings
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiosqlite
 import xxhash
@@ -20,6 +20,7 @@ import xxhash
 from .. import _rules
 from .._io_common import CheckedPayload
 from .._opening import Opening
+from .._paging import check_list_runs, unknown_after
 from ..errors import (
     CODE_INVALID_ENVELOPES,
     CODE_READ_ONLY,
@@ -47,6 +48,7 @@ from ._errors import map_errors
 from ._fact_write import FactWrite, RunRow, artifact_row, check_bind
 from ._gc import GcReport, refs_since, unreferenced
 from ._schema import check_and_migrate, inspect_file
+from ._snapshot import ReadSnapshot, read_snapshot
 from ._verify import VerifyReport, verify_connection
 from ._writer import GroupCommitWriter
 
@@ -55,6 +57,7 @@ __all__ = ["Durability", "SqliteStore"]
 Durability = Literal["full", "normal"]
 _SYNCHRONOUS = {"full": "PRAGMA synchronous = FULL", "normal": "PRAGMA synchronous = NORMAL"}
 _I64 = 1 << 63
+_T = TypeVar("_T")
 _KIND_BATCH = 500  # ids per json_each query in iter_artifacts(ids)
 
 
@@ -279,9 +282,20 @@ class SqliteStore:
                 return
             start = rows[-1][0] + 1
 
-    async def list_runs(self) -> list[RunSummary]:
+    async def list_runs(self, *, after: RunId | str | None = None, limit: int | None = None,
+                        newest_first: bool = False) -> list[RunSummary]:
+        """Runs in creation order (``run_pk``), paged: see :meth:`Store.list_runs
+        <mfm_store.stores.EventStore.list_runs>`. Each page is one indexed query."""
+        after_id, count = check_list_runs(after, limit, newest_first)
+        bound = -_I64 if not newest_first else _I64 - 1
+        if after_id is not None:
+            rows = await self._fetchall(q.RUN_PK, (str(after_id),))
+            if not rows:
+                raise unknown_after(after_id)
+            bound = rows[0][0]
+        sql = (q.RUN_PAGE_NEWEST if newest_first else q.RUN_PAGE)[self._layout]
         out = []
-        for row in await self._fetchall(q.RUN_LIST[self._layout], ()):
+        for row in await self._fetchall(sql, (bound, -1 if count is None else count)):
             self._check_run(row)
             _pk, rid, op, status, head, created, updated, _sum = row
             try:
@@ -452,6 +466,13 @@ class SqliteStore:
         target: Path = await asyncio.to_thread(write_backup, self._uri, str(self._path),
                                                Path(dest))
         return target
+
+    async def read_snapshot(self, fn: Callable[[ReadSnapshot], _T]) -> _T:
+        """``fn(snapshot)`` in a worker thread, over one read transaction of the whole file on
+        a connection of its own (writers continue): rows streamed and checked, in bounded
+        memory (:class:`~mfm_store.sqlite._snapshot.ReadSnapshot`; ``export`` uses it)."""
+        result: _T = await self._in_thread(read_snapshot, str(self._path), self._version, fn)
+        return result
 
     async def stats(self) -> dict[str, int]:
         """Counts of runs, events, bindings, artifacts; artifact and file bytes."""

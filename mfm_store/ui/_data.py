@@ -21,13 +21,15 @@ from ..engine.manifest import RetryPolicy
 from ..errors import MfmError
 from ..events import RunCompleted
 from ..ids import ArtifactId, RunId
-from ..stores import RunSummary, Store
+from ..stores import RunSummary, Store, iter_runs
 from ._model import RunBuilder, RunModel
 
 __all__ = ["ArtifactView", "Inspector", "RunView", "RunsPage", "VerifyJob"]
 
 RUNS_PAGE_SIZE = 50
 _INDEX_MAX_AGE = 5.0  # seconds a runs list is served before a refresh starts in the background
+_PREVIEW_RUNS = 1000  # newest runs served while the whole list loads
+_LOAD_PAGE = 5000  # runs per list_runs call when reading the whole list
 _CACHE_BYTES = 32 * 1024 * 1024
 _CACHE_ITEM = 1024 * 1024
 _RUN_CACHE = 4
@@ -37,11 +39,15 @@ JSON_PREVIEW_LIMIT = 2 * 1024 * 1024
 
 
 class _RunsSnapshot:
-    """The runs list as read at one moment, most recently updated first."""
+    """The runs list as read at one moment, most recently updated first.
 
-    def __init__(self, runs: list[RunSummary], signature: object) -> None:
+    ``partial``: only the newest runs (by creation) were read so far; the page says so."""
+
+    def __init__(self, runs: list[RunSummary], signature: object,
+                 partial: bool = False) -> None:
         self.runs = runs
         self.signature = signature
+        self.partial = partial
         self.loaded_at = time.time()
         self.monotonic = time.monotonic()
         self.statuses: dict[str, int] = {}
@@ -62,6 +68,13 @@ class _RunsSnapshot:
         return dict(zip(self.ids, self.runs, strict=True))
 
 
+def _by_update(runs: list[RunSummary]) -> list[RunSummary]:
+    """Most recently updated first; among equal times, newest first (``runs`` come newest
+    first)."""
+    runs.sort(key=lambda r: r.updated_millis, reverse=True)
+    return runs
+
+
 @attrs.frozen(kw_only=True)
 class RunsPage:
     """One page of the runs list after filtering."""
@@ -73,21 +86,27 @@ class RunsPage:
     ops: list[str]
     statuses: dict[str, int]
     loaded_at: float
+    partial: bool = False  # only the newest runs: the whole list is still loading
 
 
 class _RunsIndex:
-    """``list_runs()`` loaded once and served in pages; refreshed in the background when old.
+    """Every run, read once (a page of ``list_runs`` at a time) and served in pages; read
+    again in the background when old.
 
-    ``list_runs()`` returns every run (about 0.35 s for 50k runs here), so each page is cut
-    from a kept copy instead. It is read again, in the background, when it is more than a
-    few seconds old and the file (or its WAL) changed since: a copied file is read once; for
-    a live file the list is at most a few seconds behind (the page says when it was read).
+    Reading every run takes a while on a large store (about 0.35 s for 50k runs here), so the
+    first page does not wait for it: it is served at once from the newest runs
+    (``list_runs(newest_first=True, limit=...)``, one indexed query), marked as partial, while
+    the whole list loads in the background; filters wait for the whole list. The list is read
+    again, in the background, when it is more than a few seconds old and the file (or its WAL)
+    changed since: a copied file is read once; for a live file the list is at most a few
+    seconds behind (the page says when it was read).
     """
 
     def __init__(self, store: Store, max_age: float = _INDEX_MAX_AGE) -> None:
         self._store = store
         self._max_age = max_age
         self._snapshot: _RunsSnapshot | None = None
+        self._preview: _RunsSnapshot | None = None
         self._loading: asyncio.Task[_RunsSnapshot] | None = None
 
     def _signature(self) -> object:
@@ -108,20 +127,37 @@ class _RunsIndex:
 
     async def _load(self) -> _RunsSnapshot:
         signature = self._signature()
-        runs = (await self._store.list_runs())[::-1]  # newest first among equal times
-        runs.sort(key=lambda r: r.updated_millis, reverse=True)
-        snap = _RunsSnapshot(runs, signature)
+        runs = [r async for r in iter_runs(self._store, page_size=_LOAD_PAGE, newest_first=True)]
+        snap = _RunsSnapshot(_by_update(runs), signature)
         self._snapshot = snap
         return snap
+
+    async def _first(self) -> _RunsSnapshot:
+        """The snapshot to serve before the whole list is read: the newest runs (all of
+        them, and then the whole list, on a store that holds fewer)."""
+        if self._preview is not None:
+            return self._preview
+        signature = self._signature()
+        runs = await self._store.list_runs(newest_first=True, limit=_PREVIEW_RUNS + 1)
+        if len(runs) <= _PREVIEW_RUNS:
+            self._snapshot = _RunsSnapshot(_by_update(runs), signature)
+            return self._snapshot
+        self._preview = _RunsSnapshot(_by_update(runs[:_PREVIEW_RUNS]), signature,
+                                      partial=True)
+        self._start()
+        return self._preview
 
     def _start(self) -> asyncio.Task[_RunsSnapshot]:
         if self._loading is None or self._loading.done():
             self._loading = asyncio.get_running_loop().create_task(self._load())
         return self._loading
 
-    async def snapshot(self) -> _RunsSnapshot:
+    async def snapshot(self, *, whole: bool = True) -> _RunsSnapshot:
+        """The list to serve; ``whole=False`` accepts the newest runs while it loads."""
         snap = self._snapshot
         if snap is None:
+            if not whole:
+                return await self._first()
             return await asyncio.shield(self._start())
         if time.monotonic() - snap.monotonic > self._max_age and (
                 snap.signature is None or snap.signature != self._signature()):
@@ -149,7 +185,8 @@ class _RunsIndex:
 
     async def page(self, *, status: str | None, op: str | None, prefix: str | None,
                    offset: int, size: int = RUNS_PAGE_SIZE) -> RunsPage:
-        snap = await self.snapshot()
+        snap = await self.snapshot(whole=bool(prefix or status or op)
+                                   or offset + size > _PREVIEW_RUNS)
         runs = snap.runs
         if prefix:
             runs = [r for r, i in zip(runs, snap.ids, strict=True) if i.startswith(prefix)]
@@ -159,7 +196,8 @@ class _RunsIndex:
         offset = max(0, min(offset, max(len(runs) - 1, 0)))
         return RunsPage(runs=runs[offset:offset + size], total=len(runs),
                         all_runs=len(snap.runs), offset=offset, ops=snap.ops,
-                        statuses=snap.statuses, loaded_at=snap.loaded_at)
+                        statuses=snap.statuses, loaded_at=snap.loaded_at,
+                        partial=snap.partial)
 
     def summary(self, run_id: str) -> RunSummary | None:
         """The run's row if the list is loaded (times for the run page)."""
