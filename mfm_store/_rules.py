@@ -8,16 +8,18 @@ codes, and write nothing when they refuse.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 # The policy's own pieces: the secret policy has one definition, in ``canonical``.
 from .canonical import (
-    _ASCII_LOWER,
-    _SECRET_RE,
-    _looks_like_mnemonic,
+    ASCII_LOWER,
+    CLEAN_STRINGS,
+    MNEMONIC_MIN_LEN,
+    SECRET_RE,
+    looks_like_mnemonic,
+    remember_clean,
     string_contains_secrets,
 )
 from .errors import (
@@ -182,59 +184,57 @@ def artifact_id_of(value: object) -> ArtifactId:
         raise StorageError(f"invalid artifact id: {_show(value)}", code=CODE_INVALID_ID) from None
 
 
-# Strings shorter than this cannot be a 12-word mnemonic (twelve letters, eleven spaces).
-_MNEMONIC_MIN = 23
-
-
 def _strings(value: Any, out: list[str]) -> None:
-    if isinstance(value, str):
-        out.append(value)
-    elif isinstance(value, dict):
+    """Append the strings of ``value`` (object keys included) not already known clean."""
+    t = type(value)
+    if t is dict:
         for k, v in value.items():
-            if isinstance(k, str):
+            if k not in CLEAN_STRINGS and isinstance(k, str):
                 out.append(k)
-            _strings(v, out)
-    elif isinstance(value, list | tuple):
+            tv = type(v)
+            if tv is str:
+                if v not in CLEAN_STRINGS:
+                    out.append(v)
+            elif tv is dict or tv is list or tv is tuple or not (
+                    tv is int or tv is bool or v is None or tv is float):
+                _strings(v, out)
+    elif t is list or t is tuple:
         for v in value:
-            _strings(v, out)
+            tv = type(v)
+            if tv is str:
+                if v not in CLEAN_STRINGS:
+                    out.append(v)
+            elif not (tv is int or tv is bool or v is None or tv is float):
+                _strings(v, out)
+    elif isinstance(value, str):
+        if value not in CLEAN_STRINGS:
+            out.append(value)
+    elif isinstance(value, dict):
+        _strings(dict(value), out)
+    elif isinstance(value, list | tuple):
+        _strings(list(value), out)
 
 
 def has_secrets(value: Any) -> bool:
     """The canonical secret policy (``mfm_store.canonical``) over a JSON value, object keys
-    included, with one scan of all its strings joined: no needle contains the NUL separator,
-    so none can match across two strings. Only strings long enough to be a mnemonic are also
-    checked one by one."""
+    included. Strings already found clean (``canonical.CLEAN_STRINGS``: keys, names, recurring
+    values) are skipped; the others are searched in one pass, joined: no needle contains the
+    NUL separator, so none can match across two strings. Only strings long enough to be a
+    mnemonic are also checked one by one."""
     strings: list[str] = []
     _strings(value, strings)
     if not strings:
         return False
-    joined = "\x00".join(strings)
+    joined = strings[0] if len(strings) == 1 else "\x00".join(strings)
     # str.lower() equals the policy's A-Z-only folding on ASCII text, and is much faster.
-    folded = joined.lower() if joined.isascii() else joined.translate(_ASCII_LOWER)
-    if _SECRET_RE.search(folded) is not None:
+    folded = joined.lower() if joined.isascii() else joined.translate(ASCII_LOWER)
+    if SECRET_RE.search(folded) is not None:
         return True
-    return any(len(s) >= _MNEMONIC_MIN and _looks_like_mnemonic(s) for s in strings)
-
-
-# The needles as bytes: a string's UTF-8 bytes appear unchanged inside its CBOR encoding, and
-# bytes.lower() folds A-Z only, as the policy does.
-_SECRET_BYTES_RE = re.compile(_SECRET_RE.pattern.encode("ascii"))
-# Every character that separates words of a mnemonic has one of these bytes in its UTF-8 form
-# (ASCII whitespace; U+0085 and U+00A0 start with C2, U+1680 with E1, U+2000-U+205F with E2,
-# U+3000 with E3).
-_SEPARATOR_BYTES = b" \t\n\x0b\x0c\r\xc2\xe1\xe2\xe3"
-
-
-def may_hold_secrets(encoded: bytes) -> bool:
-    """``False`` only if no string inside ``encoded`` (the CBOR body of an event) can be
-    secret-bearing: no needle occurs anywhere in its bytes, and too few separator bytes for a
-    mnemonic (twelve words need eleven). A prefilter: ``True`` calls for :func:`has_secrets`.
-
-    An event's body is already made when it is checked; this search over its bytes costs a
-    fraction of walking the decoded payload (benchmarks ``append_seq``, ``durability``)."""
-    if _SECRET_BYTES_RE.search(encoded.lower()) is not None:
+    if any(len(s) >= MNEMONIC_MIN_LEN and looks_like_mnemonic(s) for s in strings):
         return True
-    return len(encoded) - len(encoded.translate(None, _SEPARATOR_BYTES)) >= 11
+    for s in strings:
+        remember_clean(s)
+    return False
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
@@ -323,8 +323,7 @@ class EventScan:
         self.status: str | None = None
 
 
-def scan_events(run_id: RunId, envelopes: Sequence[EventEnvelope],
-                bodies: Sequence[bytes] | None = None) -> EventScan:
+def scan_events(run_id: RunId, envelopes: Sequence[EventEnvelope]) -> EventScan:
     """Check the content of encodable events, in order, before anything is written.
 
     Refuses (nothing written): secrets in a domain event's name or payload or in a failure's
@@ -333,16 +332,15 @@ def scan_events(run_id: RunId, envelopes: Sequence[EventEnvelope],
     absent, as in streams imported from elsewhere), or whose ``meta`` has a ``"refs"`` member
     that is not a list of artifact ids (``invalid_envelopes``); two bindings of one key to
     different payloads (``fact_binding_conflict``). ``refs`` includes the payload and every
-    declared reference (``meta.refs``) of a ``fact_recorded`` event. ``bodies``, the events'
-    encoded bodies when the caller has them, let a quick search of their bytes rule secrets out
-    (:func:`may_hold_secrets`) before any payload is walked.
+    declared reference (``meta.refs``) of a ``fact_recorded`` event.
     """
     scan = EventScan()
-    for i, env in enumerate(envelopes):
+    for env in envelopes:
         event, seq = env.event, env.seq
         if type(event) is DomainEvent:
-            if ((bodies is None or may_hold_secrets(bodies[i]))
-                    and has_secrets([event.name, event.payload])):
+            name = event.name
+            if has_secrets(event.payload) or (
+                    name not in CLEAN_STRINGS and string_contains_secrets(name)):
                 raise StorageError(f"event {seq} of run {run_id} contained secrets "
                                    f"{SECRETS_MESSAGE}", code=CODE_SECRETS_DETECTED)
             if event.name == DOMAIN_FACT_RECORDED:

@@ -57,12 +57,6 @@ _CLI_TOOLKIT = ("unowned: the command modules outside cli/ use its toolkit; to f
 
 # Today's violations: (rule, importer, imported module, name for rule c) -> who fixes it.
 KNOWN: dict[tuple[str, str, str, str | None], str] = {
-    # (b) PostgreSQL's row checksums are SQLite's: the definitions move to mfm_store/_checksums.py
-    ("b", "mfm_store._checksums", "mfm_store.sqlite._checksums", None): "APPEND",
-    # (c) the secret prefilter in _rules reads canonical's private patterns
-    ("c", "mfm_store._rules", "mfm_store.canonical", "_ASCII_LOWER"): "APPEND",
-    ("c", "mfm_store._rules", "mfm_store.canonical", "_SECRET_RE"): "APPEND",
-    ("c", "mfm_store._rules", "mfm_store.canonical", "_looks_like_mnemonic"): "APPEND",
     # (b) benchmarks reaching into the SQLite backend's private modules
     ("b", "benchmarks.pg", "mfm_store.sqlite._checksums", None): "unowned (benchmarks)",
     ("b", "benchmarks.sync_bench", "mfm_store.sqlite._checksums", None): "unowned (benchmarks)",

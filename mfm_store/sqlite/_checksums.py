@@ -1,68 +1,37 @@
-"""Row checksums of the SQLite file (README, "Schema"): xxh3-64, stored as signed integers.
-
-Version 3 covers every column a read returns or relies on, the run's UUID text included (so a
-row moved to another run fails its checksum):
-
-- events: ``xxh3(body, seed = xxh3(run_id NUL seq NUL repr(ts_millis) NUL kind NUL
-  repr(name)))``;
-- artifacts: ``xxh3(data, seed = xxh3(id NUL kind NUL size))`` (``created_ms``, the time of
-  the last put, is not covered: a put of stored bytes refreshes it);
-- fact_bindings: ``xxh3(run_id NUL repr(fact_key) NUL payload_id NUL seq)``;
-- runs: ``xxh3(run_pk NUL run_id NUL repr(op_id) NUL status NUL head_seq NUL created_ms NUL
-  updated_ms)``.
-
-Fields are joined with NUL as UTF-8 text (numbers in decimal); ``repr`` marks the columns
-that may be NULL or free text (``None`` against ``'None'``). An f-string costs half of
-``repr`` of the tuple, and every event read and write computes one (``cold_load``).
-
-Versions 1 and 2 covered less: events ``xxh3(body, seed = seq)``, artifacts ``xxh3(data)``.
-"""
+"""The row checksums (:mod:`mfm_store._checksums`) as the SQLite store uses them: the same
+functions, and their registration as SQL functions on a connection (the writer's statements and
+the migration to version 3 call them)."""
 
 from __future__ import annotations
 
 import sqlite3
 
-import xxhash
+from .._checksums import (
+    artifact_sum,
+    binding_sum,
+    event_sum,
+    event_sum_at,
+    event_tail,
+    legacy_artifact_sum,
+    legacy_event_sum,
+    run_prefix,
+    run_sum,
+    run_sum_at,
+)
 
-_I64 = 1 << 63
-_U64 = 1 << 64
-_h = xxhash.xxh3_64_intdigest
-
-
-def _signed(value: int) -> int:
-    return value - _U64 if value >= _I64 else value
-
-
-def _utf8(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
-
-
-def legacy_event_sum(seq: int, body: bytes) -> int:
-    """Versions 1-2: the body, seeded with the seq."""
-    return _signed(_h(body, seq))
-
-
-def legacy_artifact_sum(data: bytes) -> int:
-    return _signed(_h(data))
-
-
-def event_sum(run_id: str, seq: int, ts: int | None, kind: str, name: str | None,
-              body: bytes) -> int:
-    return _signed(_h(body, _h(_utf8(f"{run_id}\0{seq}\0{ts!r}\0{kind}\0{name!r}"))))
-
-
-def artifact_sum(artifact_id: str, kind: str, size: int, data: bytes) -> int:
-    return _signed(_h(data, _h(_utf8(f"{artifact_id}\0{kind}\0{size}"))))
-
-
-def binding_sum(run_id: str, key: str, payload_id: str, seq: int) -> int:
-    return _signed(_h(_utf8(f"{run_id}\0{key!r}\0{payload_id}\0{seq}")))
-
-
-def run_sum(run_pk: int, run_id: str, op_id: str | None, status: str, head: int,
-            created: int, updated: int) -> int:
-    return _signed(_h(_utf8(
-        f"{run_pk}\0{run_id}\0{op_id!r}\0{status}\0{head}\0{created}\0{updated}")))
+__all__ = [
+    "artifact_sum",
+    "binding_sum",
+    "event_sum",
+    "event_sum_at",
+    "event_tail",
+    "legacy_artifact_sum",
+    "legacy_event_sum",
+    "register",
+    "run_prefix",
+    "run_sum",
+    "run_sum_at",
+]
 
 
 def _migrated_event(run_id: str, seq: int, ts: int | None, kind: str, name: str | None,
