@@ -3,14 +3,15 @@ side; see the module of each for what exactly is timed."""
 
 from __future__ import annotations
 
-from . import appends, artifacts, facts, reads
+from . import appends, artifacts, facts, loop_lag, reads
 from ._base import Scenario
 
 __all__ = ["SCENARIOS", "Scenario", "select"]
 
 SCENARIOS: dict[str, Scenario] = {
     s.id: s
-    for s in (*appends.SCENARIOS, *facts.SCENARIOS, *artifacts.SCENARIOS, *reads.SCENARIOS)
+    for s in (*appends.SCENARIOS, *facts.SCENARIOS, *artifacts.SCENARIOS, *reads.SCENARIOS,
+              *loop_lag.SCENARIOS)
 }
 
 

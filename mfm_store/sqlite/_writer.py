@@ -1,241 +1,271 @@
-"""Group commit: concurrent write operations share one transaction and one fsync.
+"""Group commit off the event loop: concurrent writes share one transaction and one fsync, run
+by one writer thread, so the loop never waits for a commit.
 
-Operations are plain functions of the writer's cursor, written so that they check before they
-write: a contract error (``MfmError``) leaves nothing behind. They share that one cursor
-(cheaper than a cursor per statement), so each must fetch a statement's rows before running the
-next. A batch made only of operations of one class with a ``run_together(cur, ops)`` static
-method is first offered to it (one ``executemany`` instead of a statement per operation); it
-returns the results, or ``None`` to have the batch run operation by operation. Those submitted
-by tasks that are ready in the same turn of the event loop form one batch: the first task to
-submit leads, yields once so that the others can join, then runs the batch and one COMMIT; every
-caller is answered only after that COMMIT. If an operation fails in any other way (an SQLite
-error after it wrote), the batch is rolled back and run again with each operation in its own
-SAVEPOINT, so that one failing operation never affects the others.
+Operations (``Op``) are plain functions of the writer's cursor, written so that they check
+before they write: a contract error (``MfmError``) leaves nothing behind. They run on the
+writer thread, so they touch nothing but the cursor and their own values, and they share that
+one cursor (cheaper than a cursor per statement), so each must fetch a statement's rows before
+running the next. A batch made only of operations of one class that is ``Batchable`` (has a
+``run_together(cur, ops)`` static method) is first offered to it (one ``executemany`` instead
+of a statement per operation); it returns the results, or ``None`` to have the batch run
+operation by operation.
 
-A batch runs on the event loop's thread: at this size of work a hop to another thread costs
-about as much as the transaction itself, so the loop is held for the length of one commit. When
-another process holds the write lock, the batch moves to a private thread that waits for the
-lock (bounded by the busy timeout), so the loop is never blocked by another writer.
+Batches: the operations submitted while no batch is in flight, by tasks ready in the same turn
+of the loop, form one batch; those submitted while a batch is in flight form the next one. A
+batch is one transaction on the writer thread (``BEGIN IMMEDIATE``, the operations, ``COMMIT``
+with its fsync; :func:`_commit`), and the loop only hands batches over and answers callers, each
+after the COMMIT that holds its write. If an operation fails in any other way than a contract
+error (an SQLite error after it wrote), the batch is rolled back and run again with each
+operation in its own SAVEPOINT, so that one failing operation never affects the others. A
+caller cancelled before its batch is handed over is not written. When another process holds
+the write lock, the thread waits for it (bounded by the busy timeout, then ``store_busy``).
+
+The connection is used by the writer thread only, once the store is open. The thread costs
+each lone write one hand-over to it and one back (about 30 µs; see ``append_seq`` and
+``loop_lag`` in ``benchmarks/``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 from ..errors import MfmError
-from ._errors import is_busy, translate
+from ._errors import translate
 
-Op = Callable[[sqlite3.Cursor], Any]
+R = TypeVar("R")
+
+Op = Callable[[sqlite3.Cursor], R]
+# (True, result) or (False, the error to raise in the caller)
 Outcome = tuple[bool, Any]
-Entry = tuple[Op, "asyncio.Future[Any]"]
 
 _MAX_BATCH = 1000
 
 
-class _Busy(Exception):
-    """The inline attempt met another process's write lock; retry the batch on the thread."""
+@runtime_checkable
+class Batchable(Protocol[R]):
+    """An operation whose class can run a batch of its instances as one set of statements."""
+
+    def __call__(self, cur: sqlite3.Cursor, /) -> R: ...
+
+    @staticmethod
+    def run_together(cur: sqlite3.Cursor, ops: list[Any], /) -> list[R] | None:
+        """The results of ``ops`` (all of this class), or ``None`` to run them one by one
+        (anything written is then rolled back)."""
+
+
+class _Entry(Generic[R]):
+    """A submitted operation and its caller's future; ``op`` None marks a :meth:`drain`."""
+
+    __slots__ = ("fut", "op")
+
+    def __init__(self, op: Op[R] | None, fut: asyncio.Future[R]) -> None:
+        self.op, self.fut = op, fut
 
 
 class _Isolate(Exception):
     """An operation failed after writing; rerun the batch with one savepoint per operation."""
 
 
-def _run_shared(cur: sqlite3.Cursor, ops: list[Op], where: str) -> list[Outcome]:
-    outcomes: list[Outcome] = []
-    together = getattr(ops[0], "run_together", None)
-    if together is not None and len(ops) > 1 and all(type(op) is type(ops[0]) for op in ops):
-        # Ops of one kind may run as one set of statements; None means "not this time".
+def _run_shared(cur: sqlite3.Cursor, ops: list[Op[Any]]) -> list[Outcome]:
+    first = ops[0]
+    if (len(ops) > 1 and isinstance(first, Batchable)
+            and all(type(op) is type(first) for op in ops)):
         cur.execute("SAVEPOINT together")
-        results = together(cur, ops)
+        results = first.run_together(cur, ops)
         if results is not None:
             cur.execute("RELEASE together")
             return [(True, r) for r in results]
         cur.execute("ROLLBACK TO together")
         cur.execute("RELEASE together")
+    outcomes: list[Outcome] = []
     for op in ops:
         try:
             outcomes.append((True, op(cur)))
         except MfmError as exc:
             outcomes.append((False, exc))
         except Exception as exc:
-            raise (_Busy() if is_busy(exc) else _Isolate()) from exc
+            raise _Isolate from exc
     return outcomes
 
 
-def _run_isolated(cur: sqlite3.Cursor, ops: list[Op], where: str) -> list[Outcome]:
+def _run_isolated(cur: sqlite3.Cursor, ops: list[Op[Any]], where: str,
+                  failed: dict[int, BaseException]) -> list[Outcome]:
+    """Each op in its own savepoint; the ops in ``failed`` are not run again."""
     outcomes: list[Outcome] = []
-    for op in ops:
+    for i, op in enumerate(ops):
+        if i in failed:
+            outcomes.append((False, failed[i]))
+            continue
         cur.execute("SAVEPOINT op")
         try:
             result = op(cur)
         except Exception as exc:
+            error = translate(exc, where)
+            if not cur.connection.in_transaction:
+                # SQLite rolled the whole transaction back (SQLITE_FULL may): the ops
+                # before this one are lost too, so start again without this one.
+                failed[i] = error
+                raise _Isolate from exc
             cur.execute("ROLLBACK TO op")
             cur.execute("RELEASE op")
-            outcomes.append((False, translate(exc, where)))
+            outcomes.append((False, error))
         else:
             cur.execute("RELEASE op")
             outcomes.append((True, result))
     return outcomes
 
 
-def _run_batch(cur: sqlite3.Cursor, ops: list[Op], where: str, *,
-               inline: bool) -> list[Outcome]:
-    """BEGIN IMMEDIATE, run ``ops``, COMMIT; one outcome per op.
+def _commit(cur: sqlite3.Cursor, ops: list[Op[Any]], where: str) -> list[Outcome]:
+    """BEGIN IMMEDIATE, run ``ops``, COMMIT: one outcome per op, never raises (for an
+    ``Exception``).
 
-    Raises ``_Busy`` (after rolling back) if ``inline`` and another process holds the lock.
+    A contract error fails only its op. Any other error of an op reruns the batch with a
+    savepoint per op (that op fails, translated; the others are written). An error of BEGIN or
+    COMMIT (busy past the timeout, disk full...) fails every op: nothing was written.
     """
+    failed: dict[int, BaseException] = {}
     isolate = False
     while True:
         try:
             cur.execute("BEGIN IMMEDIATE")
-            runner = _run_isolated if isolate else _run_shared
-            outcomes = runner(cur, ops, where)
+            outcomes = (_run_isolated(cur, ops, where, failed) if isolate
+                        else _run_shared(cur, ops))
             cur.execute("COMMIT")
             return outcomes
         except Exception as exc:
-            if cur.connection.in_transaction:
-                cur.execute("ROLLBACK")
-            busy = isinstance(exc, _Busy) or is_busy(exc)
-            if busy and inline:
-                raise _Busy from exc
-            if isinstance(exc, _Isolate) and not isolate:
+            with contextlib.suppress(Exception):  # the error that made us roll back counts
+                if cur.connection.in_transaction:
+                    cur.execute("ROLLBACK")
+            if isinstance(exc, _Isolate):  # each pass either ends or fails one more op
                 isolate = True
                 continue
-            cause = exc.__cause__ if isinstance(exc, _Busy | _Isolate) else exc
-            return [(False, translate(cause or exc, where))] * len(ops)
+            return [(False, translate(exc, where))] * len(ops)
 
 
 def _others_ready(loop: asyncio.AbstractEventLoop) -> object:
     """Truthy when other callbacks wait in this loop turn (and might join the batch).
 
-    Reads CPython's ready queue when it is there (a lone writer then skips one loop turn);
-    any other loop counts as busy, which only costs that turn.
+    Reads CPython's ready queue when it is there (a lone writer then hands its op over at
+    once, a loop turn sooner: ``append_seq``); any other loop counts as busy, which only costs
+    that turn.
     """
     return getattr(loop, "_ready", True)
 
 
+# A batch on its way to the thread: its ops, their callers (in order), the drain markers.
+_Job = tuple[list[Op[Any]], list[_Entry[Any]], list[_Entry[Any]], asyncio.AbstractEventLoop]
+
+
 class GroupCommitWriter:
-    """Owns the write connection; :meth:`run` returns after the commit holding the op."""
+    """Owns the write connection and its thread; :meth:`run` returns after the COMMIT holding
+    the op, without blocking the event loop."""
 
     def __init__(self, conn: sqlite3.Connection, where: str, busy_timeout_ms: int) -> None:
         self._conn = conn
-        self._cur = conn.cursor()
         self._where = where
-        self._wait_pragma = f"PRAGMA busy_timeout = {int(busy_timeout_ms)}"
-        self._pending: list[Entry] = []
-        self._leading = False
-        self._scheduled = False
-        self._on_thread = False
-        self._thread: ThreadPoolExecutor | None = None
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._pending: list[_Entry[Any]] = []
+        self._in_flight = False  # a batch is on the thread
+        self._scheduled = False  # a flush waits in the loop's ready queue
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
         # Called on the loop after each commit (followers of this store look at once).
         self.on_commit: Callable[[], None] | None = None
 
-    async def run(self, op: Op) -> Any:
+    async def run(self, op: Op[R]) -> R:
         """Run ``op`` in the next batch; return its result after COMMIT, or raise its error."""
         loop = asyncio.get_running_loop()
-        if not (self._pending or self._leading or self._scheduled or self._on_thread
-                or _others_ready(loop)):
-            # Alone in this turn of the loop: a batch of one, inline and
-            # without a future. This path is kept flat: after a commit that waited for fsync
-            # every function entered costs several times its usual time.
-            cur = self._cur
-            try:
-                cur.execute("BEGIN IMMEDIATE")
-                result = op(cur)
-                cur.execute("COMMIT")
-                if self.on_commit is not None:
-                    self.on_commit()
-                return result
-            except BaseException as exc:
-                if cur.connection.in_transaction:
-                    cur.execute("ROLLBACK")
-                if isinstance(exc, MfmError):
-                    raise
-                if not is_busy(exc):
-                    if isinstance(exc, Exception):
-                        raise translate(exc, self._where) from exc
-                    raise
-                # Another process writes: take the general path (it waits on a thread).
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((op, fut))
-        if not (self._leading or self._scheduled or self._on_thread):
-            self._leading = True
-            try:
-                if _others_ready(loop):
-                    await asyncio.sleep(0)  # let the other ready tasks join this batch
-            except asyncio.CancelledError:
-                fut.cancel()  # not written: the batch has not started
-                raise
-            finally:
-                self._leading = False
+        fut: asyncio.Future[R] = loop.create_future()
+        self._pending.append(_Entry(op, fut))
+        if not (self._in_flight or self._scheduled):
+            if _others_ready(loop):
+                self._scheduled = True
+                loop.call_soon(self._flush)  # after the tasks ready now: they may join
+            else:
                 self._flush()
         return await fut
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        if self._on_thread:
-            return
-        if len(self._pending) <= _MAX_BATCH:
-            batch, self._pending = self._pending, []
-        else:
-            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-        if any(fut.done() for _, fut in batch):  # cancelled callers are not written
-            batch = [entry for entry in batch if not entry[1].done()]
-        if batch:
-            ops = [op for op, _ in batch]
-            try:
-                outcomes = _run_batch(self._cur, ops, self._where, inline=True)
-            except _Busy:
-                self._on_thread = True
-                asyncio.get_running_loop().create_task(self._flush_on_thread(batch))
-                return
-            _deliver(batch, outcomes)
-            if self.on_commit is not None:
-                self.on_commit()
-        if self._pending and not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    async def _flush_on_thread(self, batch: list[Entry]) -> None:
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="mfm-store-writer")
-        ops = [op for op, _ in batch]
-        try:
-            outcomes = await asyncio.get_running_loop().run_in_executor(
-                self._thread, self._blocking_batch, ops)
-        finally:
-            self._on_thread = False
-        _deliver(batch, outcomes)
-        if self.on_commit is not None:
-            self.on_commit()
-        self._flush()
-
-    def _blocking_batch(self, ops: list[Op]) -> list[Outcome]:
-        self._cur.execute(self._wait_pragma)
-        try:
-            return _run_batch(self._cur, ops, self._where, inline=False)
-        finally:
-            self._cur.execute("PRAGMA busy_timeout = 0")
-
     async def drain(self) -> None:
         """Wait until everything submitted so far is committed (or failed)."""
-        await self.run(lambda cur: None)
+        if not (self._pending or self._in_flight):
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Entry(None, fut))
+        await fut
+
+    def _flush(self) -> None:
+        """Hand the pending operations to the thread as one batch (on the loop)."""
+        self._scheduled = False
+        while self._pending and not self._in_flight:
+            # Cancelled callers are not written; drain markers are answered with the batch.
+            entries: list[_Entry[Any]] = []
+            markers: list[_Entry[Any]] = []
+            for e in self._pending[:_MAX_BATCH]:
+                if not e.fut.done():
+                    (markers if e.op is None else entries).append(e)
+            del self._pending[:_MAX_BATCH]
+            if not entries:
+                _release(markers)
+                continue
+            self._in_flight = True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="mfm-store-writer",
+                                                daemon=True)
+                self._thread.start()
+            ops = [cast(Op[Any], e.op) for e in entries]
+            self._jobs.put((ops, entries, markers, asyncio.get_running_loop()))
+
+    def _finish(self, entries: list[_Entry[Any]], markers: list[_Entry[Any]],
+                outcomes: list[Outcome]) -> None:
+        """The thread committed a batch (on the loop): hand the next over, then answer."""
+        self._in_flight = False
+        if self.on_commit is not None:
+            self.on_commit()
+        if self._pending and not self._scheduled:
+            self._flush()  # what formed during this commit is the next batch
+        for entry, (ok, value) in zip(entries, outcomes, strict=True):
+            fut = entry.fut
+            if fut.done():
+                continue  # cancelled while its batch ran: written all the same
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(cast(BaseException, value))
+        _release(markers)
+
+    def _serve(self) -> None:
+        """The writer thread: one batch at a time, waiting for other processes' locks."""
+        cur = self._conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        while (job := self._jobs.get()) is not None:
+            ops, entries, markers, loop = job
+            try:
+                outcomes = _commit(cur, ops, self._where)
+            except BaseException as exc:  # not an Exception: still answer every caller
+                outcomes = [(False, exc)] * len(ops)
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(self._finish, entries, markers, outcomes)
+        cur.close()
 
     def close(self) -> None:
+        """Stop the thread (after the batch it runs, if any) and close the connection."""
+        if self._closed:
+            return
+        self._closed = True
         if self._thread is not None:
-            self._thread.shutdown(wait=True)
+            self._jobs.put(None)
+            self._thread.join()
         self._conn.close()
 
 
-def _deliver(batch: list[Entry], outcomes: list[Outcome]) -> None:
-    for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
-        if fut.done():
-            continue
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(value)
+def _release(markers: list[_Entry[Any]]) -> None:
+    for marker in markers:
+        if not marker.fut.done():
+            marker.fut.set_result(None)
