@@ -91,9 +91,6 @@ def verify_connection(conn: Any, version: int, quick: bool,
     An SQLite error while reading (a file too damaged to read) is reported, not raised.
     Memory stays bounded: see :mod:`._verify_steps`.
     """
-    # Damaged text must be reported, not raised: it is read with its bad bytes escaped (and so
-    # fails every comparison and checksum).
-    conn.text_factory = _lenient_text
     conn.execute(TEMP_STORE)  # the steps' notes go to a file, not to memory
     conn.execute("BEGIN")
     try:
@@ -130,13 +127,28 @@ class Verifier:
             self.tick(self.pending)
             self.pending = 0
 
+    def _step(self, step: Callable[[Verifier], None]) -> None:
+        """Run ``step`` reading text as ``str`` (fast); if that fails, once more from the
+        start reading damaged text leniently (its bad bytes escaped, so it fails every
+        comparison and checksum: reported, not raised)."""
+        problems, counts = len(self.problems), dict(self.counts)
+        self.conn.text_factory = str
+        try:
+            step(self)
+            return
+        except sqlite3.OperationalError:
+            del self.problems[problems:]
+            self.counts = counts
+        self.conn.text_factory = _lenient_text
+        step(self)
+
     def run(self) -> VerifyReport:
         failed: set[str] = set()
         for step in STEPS:
             if step.__name__ in DEPENDS and DEPENDS[step.__name__] & failed:
                 continue  # what it cross-checks against was not all read
             try:
-                step(self)
+                self._step(step)
             except sqlite3.Error as exc:
                 failed.add(step.__name__)
                 self.add("sqlite", f"the file cannot be read: {exc}")

@@ -37,6 +37,8 @@ _REF_BATCH = 2000  # events whose references are looked up in one query
 
 TEMP_STORE = "PRAGMA temp_store = FILE"
 TEMP_TABLES = (
+    "DROP TABLE IF EXISTS temp.verify_marks",
+    "DROP TABLE IF EXISTS temp.verify_facts",
     "CREATE TEMP TABLE verify_marks (run_pk INTEGER, seq INTEGER, op_id TEXT, status TEXT)",
     "CREATE TEMP TABLE verify_facts"
     " (run_pk INTEGER, seq INTEGER, fact_key TEXT, payload_id TEXT)",
