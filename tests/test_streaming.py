@@ -243,3 +243,29 @@ async def test_export_of_an_unknown_run_or_a_corrupt_row_is_refused(tmp_path: Pa
         with pytest.raises(MfmError) as bad:
             await export_jsonl(store, io.BytesIO())
         assert bad.value.info.code == "corruption" or "checksum" in str(bad.value)
+
+
+# verify: damaged text is reported, not raised (read again leniently by the step that met it)
+
+@pytest.mark.parametrize(("sql", "kind"), [
+    ("UPDATE events SET name = CAST(x'ff7469636b' AS TEXT) WHERE seq = 1", "event_checksum"),
+    ("UPDATE runs SET op_id = CAST(x'6fff' AS TEXT)", "run_checksum"),
+    ("UPDATE artifacts SET kind = CAST(x'4dff' AS TEXT)", "artifact_checksum"),
+])
+async def test_verify_reports_text_that_is_not_utf8(tmp_path: Path, sql: str,
+                                                    kind: str) -> None:
+    import sqlite3
+
+    path = tmp_path / "a.db"
+    async with SqliteStore.open(path) as store:
+        await _varied(store)
+        assert (await store.verify()).ok
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TRIGGER IF EXISTS events_append_only_update;" + sql)
+    conn.close()
+    async with SqliteStore.open(path, read_only=True) as store:
+        report = await store.verify(quick=True)
+    kinds = [p.kind for p in report.problems]
+    assert kind in kinds and "sqlite" not in kinds and "row_type" not in kinds, str(report)
+    # Every run, event and binding was still checked.
+    assert (report.runs, report.events, report.bindings) == (3, 16, 3)
