@@ -221,6 +221,20 @@ def has_secrets(value: Any) -> bool:
     values) are skipped; the others are searched in one pass, joined: no needle contains the
     NUL separator, so none can match across two strings. Only strings long enough to be a
     mnemonic are also checked one by one."""
+    if type(value) is dict:
+        # A flat object of known keys and known or non-text values, the common event payload,
+        # is decided in one loop (scan_events: a quarter of its cost, append_seq).
+        for k, v in value.items():
+            if k not in CLEAN_STRINGS:
+                break
+            tv = type(v)
+            if tv is str:
+                if v not in CLEAN_STRINGS:
+                    break
+            elif not (tv is int or tv is bool or v is None or tv is float):
+                break
+        else:
+            return False
     strings: list[str] = []
     _strings(value, strings)
     if not strings:

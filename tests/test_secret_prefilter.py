@@ -53,6 +53,8 @@ def test_the_cached_search_never_misses_a_secret(name: str, payload: Any) -> Non
     assert has_secrets([name, payload]) == expected
     assert has_secrets([name, payload]) == expected  # with its strings now remembered
     assert has_secrets([[payload], {"k": name}]) == expected
+    assert has_secrets(payload) == _policy(payload)  # an object alone takes a quicker path
+    assert has_secrets({name: payload}) == expected
 
 
 def test_only_clean_strings_are_remembered() -> None:
