@@ -299,3 +299,48 @@ async def test_batches_of_one_class_run_together(store: SqliteStore) -> None:
         await stale
     assert len(commits) == 2
     assert (await store.verify()).ok
+
+
+# commit_on_loop=True: batches run on the loop's thread, waiting for a lock on the thread
+
+
+async def test_on_loop_commits_answer_after_commit_and_group(tmp_path: Path) -> None:
+    path = tmp_path / "loop.db"
+    async with SqliteStore.open(path, commit_on_loop=True) as store:
+        writer = writer_of(store)
+        commits = count_commits(writer)
+        run = RunId.new()
+        assert await store.append(run, 0, [tick(run, 1)]) == 1
+        other = sqlite3.connect(path)
+        try:
+            assert other.execute("SELECT head_seq FROM runs").fetchall() == [(1,)]
+        finally:
+            other.close()
+        stale = asyncio.ensure_future(store.append(run, 0, [tick(run, 1)]))
+        runs = [RunId.new() for _ in range(20)]
+        results = await asyncio.gather(*(store.append(r, 0, [tick(r, 1)]) for r in runs))
+        assert results == [1] * len(runs)
+        with pytest.raises(ConcurrencyError):
+            await stale
+        assert commits == [threading.get_ident()] * 2  # one, then the 21 of one turn
+        assert (await store.verify()).ok
+
+
+async def test_on_loop_commits_wait_for_another_process_off_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "loop_busy.db"
+    async with SqliteStore.open(path, commit_on_loop=True) as store:
+        writer = writer_of(store)
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", LOCK_HOLDER, str(path), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE)
+        assert holder.stdin is not None and holder.stdout is not None
+        assert await holder.stdout.readline() == b"locked\n"
+        run = RunId.new()
+        append = asyncio.create_task(store.append(run, 0, [tick(run, 1)]))
+        await until(lambda: writer._in_flight)  # on the thread, waiting for the lock
+        assert await store.head_seq(run) == 0
+        holder.stdin.write(b"go\n")
+        await holder.stdin.drain()
+        assert await append == 1
+        assert await holder.wait() == 0
+        assert await store.append(run, 1, [tick(run, 2)]) == 2  # back on the loop

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 from ..errors import MfmError
-from ._errors import translate
+from ._errors import is_busy, translate
 
 R = TypeVar("R")
 
@@ -66,6 +66,10 @@ class _Entry(Generic[R]):
 
     def __init__(self, op: Op[R] | None, fut: asyncio.Future[R]) -> None:
         self.op, self.fut = op, fut
+
+
+class _Busy(Exception):
+    """Another process holds the write lock (an on-loop batch then waits on the thread)."""
 
 
 class _Isolate(Exception):
@@ -121,9 +125,10 @@ def _run_isolated(cur: sqlite3.Cursor, ops: list[Op[Any]], where: str,
     return outcomes
 
 
-def _commit(cur: sqlite3.Cursor, ops: list[Op[Any]], where: str) -> list[Outcome]:
+def _commit(cur: sqlite3.Cursor, ops: list[Op[Any]], where: str, *,
+            fail_busy: bool = False) -> list[Outcome]:
     """BEGIN IMMEDIATE, run ``ops``, COMMIT: one outcome per op, never raises (for an
-    ``Exception``).
+    ``Exception``) but ``_Busy`` when ``fail_busy`` and another process holds the lock.
 
     A contract error fails only its op. Any other error of an op reruns the batch with a
     savepoint per op (that op fails, translated; the others are written). An error of BEGIN or
@@ -134,6 +139,11 @@ def _commit(cur: sqlite3.Cursor, ops: list[Op[Any]], where: str) -> list[Outcome
     while True:
         try:
             cur.execute("BEGIN IMMEDIATE")
+        except Exception as exc:
+            if fail_busy and is_busy(exc):
+                raise _Busy from exc
+            return [(False, translate(exc, where))] * len(ops)
+        try:
             outcomes = (_run_isolated(cur, ops, where, failed) if isolate
                         else _run_shared(cur, ops))
             cur.execute("COMMIT")
@@ -166,8 +176,11 @@ class GroupCommitWriter:
     """Owns the write connection and its thread; :meth:`run` returns after the COMMIT holding
     the op, without blocking the event loop."""
 
-    def __init__(self, conn: sqlite3.Connection, where: str, busy_timeout_ms: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, where: str, busy_timeout_ms: int, *,
+                 commit_on_loop: bool = False) -> None:
         self._conn = conn
+        self._on_loop = commit_on_loop  # see SqliteStore.open
+        self._cur = conn.cursor()  # the loop's, for on-loop batches; the thread has its own
         self._where = where
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._pending: list[_Entry[Any]] = []
@@ -214,22 +227,34 @@ class GroupCommitWriter:
             if not entries:
                 _release(markers)
                 continue
+            ops = [cast(Op[Any], e.op) for e in entries]
+            if self._on_loop:
+                try:
+                    outcomes = _commit(self._cur, ops, self._where, fail_busy=True)
+                except _Busy:
+                    pass  # another process writes: wait for it on the thread
+                else:
+                    self._answer(entries, markers, outcomes)
+                    continue
             self._in_flight = True
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name="mfm-store-writer",
                                                 daemon=True)
                 self._thread.start()
-            ops = [cast(Op[Any], e.op) for e in entries]
             self._jobs.put((ops, entries, markers, asyncio.get_running_loop()))
 
     def _finish(self, entries: list[_Entry[Any]], markers: list[_Entry[Any]],
                 outcomes: list[Outcome]) -> None:
         """The thread committed a batch (on the loop): hand the next over, then answer."""
         self._in_flight = False
-        if self.on_commit is not None:
-            self.on_commit()
         if self._pending and not self._scheduled:
             self._flush()  # what formed during this commit is the next batch
+        self._answer(entries, markers, outcomes)
+
+    def _answer(self, entries: list[_Entry[Any]], markers: list[_Entry[Any]],
+                outcomes: list[Outcome]) -> None:
+        if self.on_commit is not None:
+            self.on_commit()
         for entry, (ok, value) in zip(entries, outcomes, strict=True):
             fut = entry.fut
             if fut.done():
@@ -243,13 +268,19 @@ class GroupCommitWriter:
     def _serve(self) -> None:
         """The writer thread: one batch at a time, waiting for other processes' locks."""
         cur = self._conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        wait = f"PRAGMA busy_timeout = {self._busy_timeout_ms}"
+        cur.execute(wait)
         while (job := self._jobs.get()) is not None:
             ops, entries, markers, loop = job
             try:
+                if self._on_loop:
+                    cur.execute(wait)  # the loop's own batches must not wait
                 outcomes = _commit(cur, ops, self._where)
             except BaseException as exc:  # not an Exception: still answer every caller
                 outcomes = [(False, exc)] * len(ops)
+            finally:
+                if self._on_loop:
+                    cur.execute("PRAGMA busy_timeout = 0")
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(self._finish, entries, markers, outcomes)
         cur.close()
