@@ -218,11 +218,19 @@ def _recorded(value: Any, room: int, strings: list[str]) -> Any:
         raise _Unusual
     if t is dict:
         out = {}
-        for k in sorted(value):
+        for k, v in sorted(value.items()):
             if type(k) is not str:
                 raise _Unusual
             strings.append(k)
-            out[k] = _recorded(value[k], room - 1, strings)
+            # Leaves inline: a call per member costs more than the member's check.
+            tv = type(v)
+            if tv is str:
+                strings.append(v)
+                out[k] = v
+            elif tv is int and _I64_MIN <= v <= U64_MAX:
+                out[k] = v
+            else:
+                out[k] = _recorded(v, room - 1, strings)
         return out
     if t is list or t is tuple:
         return [_recorded(v, room - 1, strings) for v in value]
