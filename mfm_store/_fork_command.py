@@ -38,13 +38,12 @@ from .cli._common import (
 )
 from .engine.errors import CODE_RUN_NOT_FOUND
 from .engine.fork import ForkResult, fork
+from .errors import CODE_STORE_NOT_FOUND, CODE_USAGE
 from .ids import RunId, StateId
 from .stores import Store
 
 __all__ = ["add_arguments", "handler", "main", "register", "run"]
 
-_CODE_USAGE = "usage"
-_CODE_STORE_NOT_FOUND = "store_not_found"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,24 +65,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_file(target: str, *, must_exist: bool) -> None:
     if target == "memory:":
         raise CliError("memory: holds nothing once the command ends; fork into a file or a "
-                       "server", EXIT_USAGE, _CODE_USAGE)
+                       "server", EXIT_USAGE, CODE_USAGE)
     if is_postgres_target(target):
         return
     if not check_database_file(Path(target)) and must_exist:
-        raise CliError(f"{target}: no such file", EXIT_FILE, _CODE_STORE_NOT_FOUND)
+        raise CliError(f"{target}: no such file", EXIT_FILE, CODE_STORE_NOT_FOUND)
 
 
 async def _resolve(store: Store, text: str) -> RunId:
     wanted = text.strip().lower()
     if not wanted:
-        raise CliError("empty run id", EXIT_USAGE, _CODE_USAGE)
+        raise CliError("empty run id", EXIT_USAGE, CODE_USAGE)
     ids = [str(s.run_id) for s in await store.list_runs()]
     matches = [i for i in ids if i == wanted] or [i for i in ids if i.startswith(wanted)]
     if len(matches) == 1:
         return RunId.parse(matches[0])
     if matches:
         raise CliError(f"run id prefix {shorten(text)} matches {len(matches)} runs; give "
-                       "more of it", EXIT_USAGE, _CODE_USAGE)
+                       "more of it", EXIT_USAGE, CODE_USAGE)
     raise CliError(f"no run {shorten(text)} (list them with: mfm-store runs)", EXIT_NOT_FOUND,
                    CODE_RUN_NOT_FOUND)
 
@@ -93,7 +92,7 @@ def _parse_ids(args: argparse.Namespace) -> tuple[StateId, RunId | None]:
         state = StateId(args.at)
         new_id = None if args.new_run is None else RunId.parse(args.new_run)
     except ValueError as exc:
-        raise CliError(str(exc), EXIT_USAGE, _CODE_USAGE) from None
+        raise CliError(str(exc), EXIT_USAGE, CODE_USAGE) from None
     return state, new_id
 
 

@@ -32,6 +32,7 @@ from .cli._common import (
     print_json,
     resolve_run,
 )
+from .errors import CODE_USAGE
 from .retention import PruneReport
 
 __all__ = ["add_arguments", "age_millis", "handler", "main", "register"]
@@ -66,12 +67,12 @@ async def handler(args: argparse.Namespace) -> int:
     target = db_text(args)
     if args.runs and (args.finished_before is not None or args.keep_last is not None):
         raise CliError("give RUN ids or --finished-before/--keep-last, not both", EXIT_USAGE,
-                       "usage")
+                       CODE_USAGE)
     if not args.runs and args.finished_before is None and args.keep_last is None:
         raise CliError("say what to prune: RUN ids, --finished-before AGE or --keep-last N",
-                       EXIT_USAGE, "usage")
+                       EXIT_USAGE, CODE_USAGE)
     if args.keep_last is not None and args.keep_last < 0:
-        raise CliError("--keep-last is at least 0", EXIT_USAGE, "usage")
+        raise CliError("--keep-last is at least 0", EXIT_USAGE, CODE_USAGE)
     async with open_existing(target, write=args.apply) as store:
         prune = getattr(store, "prune", None)
         if prune is None:

@@ -36,14 +36,13 @@ from .cli._common import (
     shorten,
     shown_target,
 )
+from .errors import CODE_STORE_NOT_FOUND, CODE_USAGE
 from .ids import RunId
 from .stores import Store
 from .sync import CODE_RUN_NOT_FOUND, SyncReport, sync
 
 __all__ = ["main", "pull_command", "push_command", "register"]
 
-_CODE_USAGE = "usage"
-_CODE_STORE_NOT_FOUND = "store_not_found"
 _MEMORY = "memory:"
 
 
@@ -51,7 +50,7 @@ def _local(args: argparse.Namespace) -> str:
     value: str | None = getattr(args, "db", None) or os.environ.get(DB_ENV)
     if not value:
         raise CliError(f"no database given: pass --db PATH or set {DB_ENV}", EXIT_USAGE,
-                       _CODE_USAGE)
+                       CODE_USAGE)
     return value
 
 
@@ -64,13 +63,13 @@ def _check_target(target: str, *, source: bool) -> None:
     if target == _MEMORY:
         if source:
             raise CliError("memory: as a source holds nothing to copy", EXIT_USAGE,
-                           _CODE_USAGE)
+                           CODE_USAGE)
         return
     if is_postgres_target(target):
         return
     exists = check_database_file(Path(target))
     if source and not exists:
-        raise CliError(f"{target}: no such file", EXIT_FILE, _CODE_STORE_NOT_FOUND)
+        raise CliError(f"{target}: no such file", EXIT_FILE, CODE_STORE_NOT_FOUND)
 
 
 def _open(target: str, *, source: bool) -> Any:
@@ -92,7 +91,7 @@ async def _resolve(store: Store, texts: Sequence[str], where: str) -> list[RunId
             out.append(RunId.parse(matches[0]))
         elif matches:
             raise CliError(f"run id prefix {shorten(text)} matches {len(matches)} runs; give "
-                           "more of it", EXIT_USAGE, _CODE_USAGE)
+                           "more of it", EXIT_USAGE, CODE_USAGE)
         else:
             raise CliError(f"{where}: no run {shorten(text)}", EXIT_NOT_FOUND,
                            CODE_RUN_NOT_FOUND)
@@ -115,7 +114,7 @@ async def _sync(args: argparse.Namespace, *, pushing: bool) -> int:
     src, dst = (local, remote) if pushing else (remote, local)
     if src == dst:
         raise CliError("the source and the destination are the same store", EXIT_USAGE,
-                       _CODE_USAGE)
+                       CODE_USAGE)
     _check_target(src, source=True)
     _check_target(dst, source=False)
     async with _open(src, source=True) as source, _open(dst, source=False) as dest:

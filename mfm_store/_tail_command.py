@@ -38,6 +38,7 @@ from .cli._common import (
     seq_arg,
 )
 from .cli._inspect import describe
+from .errors import CODE_STORE_NOT_FOUND, CODE_USAGE
 from .events import DomainEvent, EventEnvelope
 from .follow import Follower
 from .transfer import json_line
@@ -69,9 +70,9 @@ def line(env: EventEnvelope, *, with_run: bool, full_ids: bool = False) -> str:
 async def handler(args: argparse.Namespace) -> int:
     target = db_text(args)
     if target == MEMORY:
-        raise CliError("memory: is a new, empty store: nothing to follow", EXIT_USAGE, "usage")
+        raise CliError("memory: is a new, empty store: nothing to follow", EXIT_USAGE, CODE_USAGE)
     if is_path_target(target) and not check_database_file(Path(target)):
-        raise CliError(f"{target}: no such file", EXIT_FILE, "store_not_found")
+        raise CliError(f"{target}: no such file", EXIT_FILE, CODE_STORE_NOT_FOUND)
     loop = asyncio.get_running_loop()
     async with open_store(target) as store:
         run_id = None if args.run is None else await resolve_run(store, args.run,  # type: ignore[arg-type]

@@ -1,7 +1,40 @@
 """The one exception tree of mfm_store, and the error payload shared with mfm-machine.
 
 Classes are what callers catch; ``info.code`` (a stable snake_case string) is what machines and
-tests read. Every exception raised by the library carries an :class:`ErrorInfo`.
+tests read. Every exception the library raises is an :class:`MfmError` and carries an
+:class:`ErrorInfo`; those that mean "this value is invalid" are also ``ValueError``. Each class
+below with its default code (a raise may pass a more precise code from the table)::
+
+    MfmError                                 mfm_error
+    ├── StorageError                         storage_error
+    │   ├── ConcurrencyError                 event_store_concurrency, fact_binding_conflict
+    │   ├── NotFoundError                    artifact_not_found
+    │   │   └── RunNotFoundError             run_not_found
+    │   ├── CorruptionError                  storage_corruption
+    │   ├── InvalidEventError (ValueError)   invalid_envelopes         mfm_store.events
+    │   ├── TransferError                    export_malformed, import_diverged  mfm_store.transfer
+    │   └── SyncDivergedError                sync_diverged             mfm_store.sync
+    ├── IoError                              io_error
+    │   ├── MissingFactKeyError              missing_fact_key
+    │   ├── MissingFactError                 missing_fact
+    │   ├── TransportError                   io_transport
+    │   ├── RateLimitedError                 io_rate_limited
+    │   │   └── HttpRateLimitedError         io_rate_limited           mfm_store.http
+    │   └── FactRequestMismatchError         fact_request_mismatch     mfm_store.http
+    ├── IdValidationError (ValueError)       invalid_id
+    ├── CanonicalJsonError (ValueError)      canonical_json_invalid
+    │   ├── FloatNotAllowedError             float_not_allowed
+    │   └── SecretsNotAllowedError           secrets_detected
+    ├── TransportRegistryError (ValueError)  transport_registry_invalid  mfm_store.live_io
+    ├── RunError                             run_error                 mfm_store.engine.errors
+    │   ├── InvalidPlanError                 invalid_plan
+    │   └── ContextError                     context_error
+    ├── StateFailure                         state_failed              mfm_store.engine.errors
+    └── CliError                             usage                     mfm_store.cli
+
+The ``CODE_*`` constants below are the one table of codes: each code's text is written here
+once, and every other module imports it from here (some re-export it under its old name).
+Stable: changing one is a breaking change. The README's "Errors" table lists them all.
 """
 
 from __future__ import annotations
@@ -12,6 +45,7 @@ from typing import Any
 import attrs
 
 # Codes. Stable: changing one is a breaking change.
+CODE_MFM_ERROR = "mfm_error"
 CODE_CONCURRENCY = "event_store_concurrency"
 CODE_FACT_BINDING_CONFLICT = "fact_binding_conflict"
 CODE_INVALID_ENVELOPES = "invalid_envelopes"
@@ -58,6 +92,54 @@ CODE_HTTP_BODY_TOO_LARGE = "http_body_too_large"
 CODE_HTTP_SERVER_ERROR = "http_server_error"
 CODE_HTTP_CLIENT_ERROR = "http_client_error"
 CODE_HTTP_ANSWER_INVALID = "http_answer_invalid"
+
+# Not found, usage, engine, CLI and transfer codes (their modules re-export some of them).
+CODE_RUN_NOT_FOUND = "run_not_found"
+CODE_STORE_NOT_FOUND = "store_not_found"
+CODE_USAGE = "usage"
+CODE_CANONICAL_JSON_INVALID = "canonical_json_invalid"
+CODE_FLOAT_NOT_ALLOWED = "float_not_allowed"
+CODE_RUN_ERROR = "run_error"
+CODE_CONTEXT_ERROR = "context_error"
+CODE_STATE_FAILED = "state_failed"
+CODE_UNSUPPORTED_EXECUTION_MODE = "unsupported_execution_mode"
+CODE_INVALID_PLAN = "invalid_plan"
+CODE_MANIFEST_NOT_CANONICAL = "manifest_not_canonical"
+CODE_MANIFEST_OP_ID_MISMATCH = "manifest_op_id_mismatch"
+CODE_RUN_CONFIG_MISMATCH = "run_config_mismatch"
+CODE_MANIFEST_NOT_FOUND = "manifest_not_found"
+CODE_MANIFEST_CORRUPT = "manifest_corrupt"
+CODE_MANIFEST_DECODE_FAILED = "manifest_decode_failed"
+CODE_MANIFEST_DESERIALIZE_FAILED = "manifest_deserialize_failed"
+CODE_RUN_STARTED_OP_ID_MISMATCH = "run_started_op_id_mismatch"
+CODE_PLAN_OP_ID_MISMATCH = "plan_op_id_mismatch"
+CODE_RECOVERY_STATE_NOT_IN_PLAN = "recovery_state_not_in_plan"
+CODE_INVALID_ATTEMPT_ENVELOPES = "invalid_attempt_envelopes"
+CODE_RUN_ID_MISMATCH = "run_id_mismatch"
+CODE_TERMINAL_WITHOUT_ENTERED = "terminal_without_entered"
+CODE_MISSING_RUN_STARTED = "missing_run_started"
+CODE_RUN_ALREADY_EXISTS = "run_already_exists"
+CODE_CONTEXT_NOT_CANONICAL = "context_snapshot_not_canonical"
+CODE_CONTEXT_NOT_OBJECT = "context_snapshot_not_object"
+CODE_DOMAIN_EVENT_INVALID = "domain_event_invalid"
+CODE_HANDLER_EXCEPTION = "state_handler_exception"
+CODE_ERROR_CODE_REDACTED = "error_code_redacted"
+CODE_FORK_STATE_NOT_REACHED = "fork_state_not_reached"
+CODE_FORK_STATE_NOT_NEXT = "fork_state_not_next"
+CODE_EXPORT_MALFORMED = "export_malformed"
+CODE_IMPORT_DIVERGED = "import_diverged"
+CODE_ARCHIVE_MISMATCH = "archive_mismatch"
+CODE_INTERNAL = "internal_error"
+CODE_OS_ERROR = "os_error"
+CODE_INVALID_VALUE = "invalid_value"
+CODE_DEMO_FAILED = "demo_failed"
+CODE_NOT_A_DEMO_FILE = "not_a_demo_file"
+CODE_DESTINATION_IS_DATABASE = "destination_is_database"
+CODE_INVALID_DESTINATION = "invalid_destination"
+CODE_EXPORT_NOT_FOUND = "export_not_found"
+CODE_UI_EXTRA_MISSING = "ui_extra_missing"
+CODE_PORT_UNAVAILABLE = "port_unavailable"
+CODE_DEMO_PATH_UNUSABLE = "demo_path_unusable"
 
 
 class ErrorCategory(enum.Enum):
@@ -106,7 +188,7 @@ class ErrorInfo:
 class MfmError(Exception):
     """Base of every mfm_store error; ``info`` holds the stable code."""
 
-    default_code = "mfm_error"
+    default_code = CODE_MFM_ERROR
     default_category = ErrorCategory.UNKNOWN
 
     def __init__(self, message: str, *, code: str | None = None,
@@ -137,7 +219,15 @@ class ConcurrencyError(StorageError):
 
 
 class NotFoundError(StorageError):
+    """An artifact (by default) or another named thing the store does not hold."""
+
     default_code = CODE_NOT_FOUND
+
+
+class RunNotFoundError(NotFoundError):
+    """The store holds no run with that id (code ``run_not_found``)."""
+
+    default_code = CODE_RUN_NOT_FOUND
 
 
 class CorruptionError(StorageError):
@@ -178,32 +268,34 @@ class RateLimitedError(IoError):
     default_category = ErrorCategory.OFF_CHAIN
 
 
-class IdValidationError(ValueError):
+class IdValidationError(MfmError, ValueError):
     """An identifier failed validation; the message reads ``invalid {kind}: {value}``."""
+
+    default_code = CODE_INVALID_ID
+    default_category = ErrorCategory.PARSING_INPUT
 
     def __init__(self, kind: str, value: object) -> None:
         super().__init__(f"invalid {kind}: {value}")
         self.kind = kind
         self.value = value
-        self.info = ErrorInfo(CODE_INVALID_ID, ErrorCategory.PARSING_INPUT, False, str(self))
 
 
-class CanonicalJsonError(ValueError):
+class CanonicalJsonError(MfmError, ValueError):
     """A value cannot be hashed as canonical JSON."""
 
-    code = "canonical_json_invalid"
+    default_code = CODE_CANONICAL_JSON_INVALID
+    default_category = ErrorCategory.PARSING_INPUT
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.info = ErrorInfo(self.code, ErrorCategory.PARSING_INPUT, False, message)
 
 
 class FloatNotAllowedError(CanonicalJsonError):
-    code = "float_not_allowed"
+    default_code = CODE_FLOAT_NOT_ALLOWED
 
 
 class SecretsNotAllowedError(CanonicalJsonError):
-    code = "secrets_detected"
+    default_code = CODE_SECRETS_DETECTED
 
 
 class TransportRegistryError(MfmError, ValueError):

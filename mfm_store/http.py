@@ -51,6 +51,7 @@ from ._http_policy import (
 from ._io_common import JsonValue, io_error
 from .canonical import json_contains_secrets, string_contains_secrets
 from .errors import (
+    CODE_FACT_PAYLOAD_PUT_FAILED,
     CODE_FACT_REQUEST_MISMATCH,
     CODE_HTTP_ANSWER_INVALID,
     CODE_HTTP_BODY_TOO_LARGE,
@@ -583,7 +584,7 @@ class HttpTransport:
             return await self._env.stores.put(BODY_ARTIFACT_KIND, data)
         except StorageError as exc:
             raise IoError("failed to store http body", info=ErrorInfo(
-                "fact_payload_put_failed", ErrorCategory.STORAGE, False,
+                CODE_FACT_PAYLOAD_PUT_FAILED, ErrorCategory.STORAGE, False,
                 "failed to store http body")) from exc
 
 

@@ -19,6 +19,7 @@ import attrs
 
 from . import _rules
 from .errors import (
+    CODE_ARCHIVE_MISMATCH,
     CODE_DESTINATION_EXISTS,
     CODE_INVALID_ARGUMENT,
     StorageError,
@@ -27,8 +28,6 @@ from .ids import ArtifactId, RunId
 from .stores import RunSummary, Store
 
 __all__ = ["CODE_ARCHIVE_MISMATCH", "PruneReport", "archive", "choose", "cutoff_millis"]
-
-CODE_ARCHIVE_MISMATCH = "archive_mismatch"
 
 # Why a run asked for is kept.
 KEPT_RUNNING = "running"

@@ -37,15 +37,18 @@ from . import _rules
 from .errors import (
     CODE_CORRUPTION,
     CODE_DESTINATION_EXISTS,
+    CODE_INVALID_ARGUMENT,
     CODE_INVALID_ENVELOPES,
     CODE_INVALID_ID,
     CODE_NOT_FOUND,
+    CODE_RUN_NOT_FOUND,
     CODE_SECRETS_DETECTED,
     CODE_SYNC_DIVERGED,
     ConcurrencyError,
     CorruptionError,
     MfmError,
     NotFoundError,
+    RunNotFoundError,
     StorageError,
 )
 from .events import (
@@ -62,6 +65,7 @@ from .ids import ArtifactId, RunId
 from .stores import ArtifactKind, ProgressFn, Store
 
 __all__ = [
+    "CODE_RUN_NOT_FOUND",
     "CODE_SYNC_DIVERGED",
     "RunProblem",
     "SyncDivergedError",
@@ -72,8 +76,6 @@ __all__ = [
     "sync",
 ]
 
-CODE_RUN_NOT_FOUND = "run_not_found"
-_CODE_INVALID_ARGUMENT = "invalid_argument"
 _EVENT_BATCH = 500
 _MISSING_BATCH = 500
 _PUT_BATCH_BYTES = 8 << 20
@@ -82,7 +84,7 @@ _KNOWN_MAX = 1 << 20
 # while the others continue. Anything else (the store went away, is read-only, the disk is
 # full) stops the whole sync; running it again resumes it.
 _RUN_CODES = frozenset({CODE_SYNC_DIVERGED, CODE_NOT_FOUND, CODE_CORRUPTION,
-                        CODE_SECRETS_DETECTED, CODE_INVALID_ENVELOPES, _CODE_INVALID_ARGUMENT})
+                        CODE_SECRETS_DETECTED, CODE_INVALID_ENVELOPES, CODE_INVALID_ARGUMENT})
 
 
 class SyncDivergedError(StorageError):
@@ -408,8 +410,7 @@ async def _plans(src: Store, dst: Store, runs: Iterable[RunId | str] | None,
     if wanted is not None:
         absent = [r for r in wanted if src_heads[r] == 0]
         if absent:
-            raise NotFoundError(f"run not found in the source: {absent[0]}",
-                                code=CODE_RUN_NOT_FOUND)
+            raise RunNotFoundError(f"run not found in the source: {absent[0]}")
     plans = [_Plan(rid, head, dst_heads.get(rid, 0)) for rid, head in src_heads.items()
              if head > 0 and (full_check or head != dst_heads.get(rid, 0))]
     return plans, sum(1 for h in src_heads.values() if h > 0)
@@ -430,7 +431,7 @@ async def sync(src: Store, dst: Store, *, runs: Iterable[RunId | str] | None = N
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise StorageError(f"concurrency must be a positive integer, got {concurrency!r}",
-                           code=_CODE_INVALID_ARGUMENT)
+                           code=CODE_INVALID_ARGUMENT)
     started = time.perf_counter()
     report = progress or _no_progress
     plans, considered = await _plans(src, dst, runs, full_check)

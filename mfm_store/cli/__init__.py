@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ..errors import MfmError
+from ..errors import CODE_INTERNAL, CODE_INVALID_VALUE, CODE_OS_ERROR, MfmError
 from ._common import (
     DB_ENV,
     EXIT_FILE,
@@ -36,7 +36,6 @@ from ._common import (
 
 __all__ = ["CODE_INTERNAL", "build_parser", "main"]
 
-CODE_INTERNAL = "internal_error"
 
 _EPILOG = f"""\
 the database: --db STORE (before or after the command) wins over ${DB_ENV}; STORE is a
@@ -113,14 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + 13
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        _error(f"{where}{exc.strerror or exc}", "os_error")
+        _error(f"{where}{exc.strerror or exc}", CODE_OS_ERROR)
         return EXIT_FILE
     except KeyboardInterrupt:
         sys.stderr.write("mfm-store: interrupted\n")
         return 130
     except ValueError as exc:
         info = getattr(exc, "info", None)
-        _error(str(exc), getattr(info, "code", "invalid_value"))
+        _error(str(exc), getattr(info, "code", CODE_INVALID_VALUE))
         return EXIT_PROBLEM
     except Exception as exc:  # the last resort: a bug, still reported in one line
         _error(f"internal error, please report it: {type(exc).__name__}: {exc}",

@@ -22,17 +22,22 @@ from typing import Any, NoReturn, Protocol, TextIO, cast
 
 from .._open import is_postgres_target, open_store
 from ..errors import (
+    CODE_EXPORT_MALFORMED,
     CODE_NOT_A_DATABASE,
+    CODE_NOT_FOUND,
+    CODE_RUN_NOT_FOUND,
     CODE_SCHEMA_TOO_NEW,
     CODE_STORE_NEEDS_RECOVERY,
+    CODE_STORE_NOT_FOUND,
     CODE_STORE_UNAVAILABLE,
+    CODE_USAGE,
     CorruptionError,
     MfmError,
 )
 from ..ids import RunId
 from ..sqlite import GcReport, VerifyReport
 from ..stores import Store
-from ..transfer import CODE_EXPORT_MALFORMED, CODE_RUN_NOT_FOUND, ExportableStore, ProgressFn
+from ..transfer import ExportableStore, ProgressFn
 
 __all__ = [
     "DB_ENV",
@@ -70,11 +75,9 @@ __all__ = [
 DB_ENV = "MFM_STORE_DB"
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_FILE, EXIT_NOT_FOUND, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5
 _I64_MAX = 2**63 - 1
-CODE_STORE_NOT_FOUND = "store_not_found"
-CODE_USAGE = "usage"
 _FILE_CODES = {CODE_STORE_NOT_FOUND, CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW,
                CODE_STORE_NEEDS_RECOVERY, CODE_STORE_UNAVAILABLE, CODE_EXPORT_MALFORMED}
-_NOT_FOUND_CODES = {CODE_RUN_NOT_FOUND, "artifact_not_found"}
+_NOT_FOUND_CODES = {CODE_RUN_NOT_FOUND, CODE_NOT_FOUND}
 
 MEMORY = "memory:"
 
@@ -113,13 +116,15 @@ def is_path_target(target: str | os.PathLike[str]) -> bool:
     return text != MEMORY and not is_postgres_target(text)
 
 
-class CliError(Exception):
-    """A one-line error for the user, with its exit code and a stable code."""
+class CliError(MfmError):
+    """A one-line error for the user, with its exit code and a stable code (``.code``, which
+    is ``info.code``). An ``MfmError`` like every other error of the package."""
+
+    default_code = CODE_USAGE
 
     def __init__(self, message: str, exit_code: int, code: str) -> None:
-        super().__init__(message)
+        super().__init__(message, code=code)
         self.exit_code = exit_code
-        self.code = code
 
 
 class CliParser(argparse.ArgumentParser):

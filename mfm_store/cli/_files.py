@@ -25,7 +25,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ..errors import CODE_DESTINATION_EXISTS
+from ..errors import (
+    CODE_DESTINATION_EXISTS,
+    CODE_DESTINATION_IS_DATABASE,
+    CODE_EXPORT_NOT_FOUND,
+    CODE_INVALID_DESTINATION,
+)
 from ..transfer import CODE_EXPORT_MALFORMED, EXPORT_FORMAT
 from ._common import EXIT_FILE, EXIT_PROBLEM, CliError, file_kind
 
@@ -45,9 +50,6 @@ __all__ = [
     "sibling_name",
 ]
 
-CODE_DESTINATION_IS_DATABASE = "destination_is_database"
-CODE_INVALID_DESTINATION = "invalid_destination"
-CODE_EXPORT_NOT_FOUND = "export_not_found"
 
 # An export's first line is about 45 bytes; this bounds what is read from an endless stream
 # (``/dev/zero``) before it is refused.

@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from ..errors import CODE_USAGE
 from ..sqlite import SqliteStore
 from ..sync import copy_to_file
 from ._common import (
@@ -52,21 +53,21 @@ def _same_source(a: str, b: str) -> bool:
 async def _backup(args: argparse.Namespace) -> int:
     paths = args.paths
     if len(paths) > 2:
-        raise CliError("backup takes SRC DEST, or DEST with --db SRC", EXIT_USAGE, "usage")
+        raise CliError("backup takes SRC DEST, or DEST with --db SRC", EXIT_USAGE, CODE_USAGE)
     if len(paths) == 2:
         given = getattr(args, "db", None)
         if given is not None and not _same_source(given, paths[0]):
             raise CliError(f"two sources given: --db {shown_target(given)} and "
-                           f"{shown_target(paths[0])}", EXIT_USAGE, "usage")
+                           f"{shown_target(paths[0])}", EXIT_USAGE, CODE_USAGE)
         src, dest_text = paths[0], paths[1]
     else:
         src, dest_text = db_text(args), paths[0]
     if not is_path_target(dest_text):
         raise CliError(f"backup writes a new SQLite file, not {shown_target(dest_text)} (to "
-                       "copy runs into another store, use push)", EXIT_USAGE, "usage")
+                       "copy runs into another store, use push)", EXIT_USAGE, CODE_USAGE)
     if src == MEMORY:
         raise CliError("memory: is a new, empty store in each command: nothing to back up",
-                       EXIT_USAGE, "usage")
+                       EXIT_USAGE, CODE_USAGE)
     dest = Path(dest_text)
     if is_path_target(src):
         check_not_database(dest, Path(src))

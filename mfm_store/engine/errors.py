@@ -9,7 +9,36 @@ recorded as ``StateFailed`` and the run ends ``Failed`` (or the state is retried
 
 from __future__ import annotations
 
-from ..errors import ErrorCategory, MfmError
+from ..errors import (  # the codes live in the one table; re-exported here
+    CODE_CONTEXT_ERROR,
+    CODE_CONTEXT_NOT_CANONICAL,
+    CODE_CONTEXT_NOT_OBJECT,
+    CODE_DOMAIN_EVENT_INVALID,
+    CODE_HANDLER_EXCEPTION,
+    CODE_INVALID_ATTEMPT_ENVELOPES,
+    CODE_INVALID_PLAN,
+    CODE_MANIFEST_CORRUPT,
+    CODE_MANIFEST_DECODE_FAILED,
+    CODE_MANIFEST_DESERIALIZE_FAILED,
+    CODE_MANIFEST_NOT_CANONICAL,
+    CODE_MANIFEST_NOT_FOUND,
+    CODE_MANIFEST_OP_ID_MISMATCH,
+    CODE_MISSING_RUN_STARTED,
+    CODE_PLAN_OP_ID_MISMATCH,
+    CODE_RECOVERY_STATE_NOT_IN_PLAN,
+    CODE_RUN_ALREADY_EXISTS,
+    CODE_RUN_CONFIG_MISMATCH,
+    CODE_RUN_ERROR,
+    CODE_RUN_ID_MISMATCH,
+    CODE_RUN_NOT_FOUND,
+    CODE_RUN_STARTED_OP_ID_MISMATCH,
+    CODE_SECRETS_DETECTED,
+    CODE_STATE_FAILED,
+    CODE_TERMINAL_WITHOUT_ENTERED,
+    CODE_UNSUPPORTED_EXECUTION_MODE,
+    ErrorCategory,
+    MfmError,
+)
 
 __all__ = [
     "CODE_CONTEXT_NOT_CANONICAL",
@@ -41,36 +70,11 @@ __all__ = [
     "StateFailure",
 ]
 
-# Codes. Stable: tests and other tools read them. Spelled as mfm-machine spells them.
-CODE_UNSUPPORTED_EXECUTION_MODE = "unsupported_execution_mode"
-CODE_INVALID_PLAN = "invalid_plan"
-CODE_SECRETS_DETECTED = "secrets_detected"
-CODE_MANIFEST_NOT_CANONICAL = "manifest_not_canonical"
-CODE_MANIFEST_OP_ID_MISMATCH = "manifest_op_id_mismatch"
-CODE_RUN_CONFIG_MISMATCH = "run_config_mismatch"
-CODE_MANIFEST_NOT_FOUND = "manifest_not_found"
-CODE_MANIFEST_CORRUPT = "manifest_corrupt"
-CODE_MANIFEST_DECODE_FAILED = "manifest_decode_failed"
-CODE_MANIFEST_DESERIALIZE_FAILED = "manifest_deserialize_failed"
-CODE_RUN_STARTED_OP_ID_MISMATCH = "run_started_op_id_mismatch"
-CODE_PLAN_OP_ID_MISMATCH = "plan_op_id_mismatch"
-CODE_RECOVERY_STATE_NOT_IN_PLAN = "recovery_state_not_in_plan"
-CODE_INVALID_ATTEMPT_ENVELOPES = "invalid_attempt_envelopes"
-CODE_RUN_ID_MISMATCH = "run_id_mismatch"
-CODE_TERMINAL_WITHOUT_ENTERED = "terminal_without_entered"
-CODE_MISSING_RUN_STARTED = "missing_run_started"
-CODE_RUN_NOT_FOUND = "run_not_found"
-CODE_RUN_ALREADY_EXISTS = "run_already_exists"
-CODE_CONTEXT_NOT_CANONICAL = "context_snapshot_not_canonical"
-CODE_CONTEXT_NOT_OBJECT = "context_snapshot_not_object"
-CODE_DOMAIN_EVENT_INVALID = "domain_event_invalid"
-CODE_HANDLER_EXCEPTION = "state_handler_exception"
-
 
 class RunError(MfmError):
     """The engine refused or could not continue a run; ``info.code`` says why."""
 
-    default_code = "run_error"
+    default_code = CODE_RUN_ERROR
 
 
 class InvalidPlanError(RunError):
@@ -82,7 +86,7 @@ class InvalidPlanError(RunError):
 class ContextError(RunError):
     """A context snapshot cannot be written or read (secrets, floats, not an object)."""
 
-    default_code = "context_error"
+    default_code = CODE_CONTEXT_ERROR
     default_category = ErrorCategory.CONTEXT
 
 
@@ -95,4 +99,4 @@ class StateFailure(MfmError):
     is recorded the same way with its own ``info``.
     """
 
-    default_code = "state_failed"
+    default_code = CODE_STATE_FAILED

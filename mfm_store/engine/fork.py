@@ -38,11 +38,14 @@ from .._io_common import KIND_NOW_MILLIS, KIND_RANDOM_BYTES
 from .._rules import CheckedBytes
 from ..errors import (
     CODE_CONCURRENCY,
+    CODE_FORK_STATE_NOT_NEXT,
+    CODE_FORK_STATE_NOT_REACHED,
     CODE_INVALID_ARGUMENT,
     CODE_READ_ONLY,
     ConcurrencyError,
     CorruptionError,
     NotFoundError,
+    RunNotFoundError,
     StorageError,
 )
 from ..events import (
@@ -60,7 +63,6 @@ from ..stores import ArtifactKind, ArtifactStore, Store
 from .errors import (
     CODE_RECOVERY_STATE_NOT_IN_PLAN,
     CODE_RUN_ALREADY_EXISTS,
-    CODE_RUN_NOT_FOUND,
     InvalidPlanError,
     RunError,
 )
@@ -81,10 +83,8 @@ __all__ = [
 ]
 
 DOMAIN_RUN_FORKED = "run_forked"
-# The run never entered the state asked for: there is no decided state before it to fork at.
-CODE_FORK_STATE_NOT_REACHED = "fork_state_not_reached"
-# The plan would run another state before the fork state (it reorders the states).
-CODE_FORK_STATE_NOT_NEXT = "fork_state_not_next"
+# fork_state_not_reached: the run never entered the state asked for (no decided state before
+# it to fork at); fork_state_not_next: the plan would run another state before the fork state.
 
 ReuseFacts = Literal["before", "all"]
 _DERIVED_KINDS = (KIND_NOW_MILLIS, KIND_RANDOM_BYTES)
@@ -295,7 +295,7 @@ async def fork(store: Store, run_id: RunId | str, *, at_state: StateId | str,
 
     stream = await src.read_range(rid)
     if not stream:
-        raise NotFoundError(f"run event stream was not found: {rid}", code=CODE_RUN_NOT_FOUND)
+        raise RunNotFoundError(f"run event stream was not found: {rid}")
     history = analyze_history(rid, stream)
     entered = [a for a in history.attempts if a.state_id == state]
     if history.orphan is not None and history.orphan.state_id == state:

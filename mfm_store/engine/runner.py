@@ -35,10 +35,11 @@ from .._rules import CheckedBytes
 from ..canonical import redact_error_info, string_contains_secrets
 from ..errors import (
     CODE_CONCURRENCY,
+    CODE_ERROR_CODE_REDACTED,
     ConcurrencyError,
     ErrorCategory,
     ErrorInfo,
-    NotFoundError,
+    RunNotFoundError,
     StorageError,
 )
 from ..events import (
@@ -62,7 +63,6 @@ from .errors import (
     CODE_RECOVERY_STATE_NOT_IN_PLAN,
     CODE_RUN_ALREADY_EXISTS,
     CODE_RUN_CONFIG_MISMATCH,
-    CODE_RUN_NOT_FOUND,
     CODE_RUN_STARTED_OP_ID_MISMATCH,
     ContextError,
     InvalidPlanError,
@@ -76,7 +76,6 @@ from .writer import RunWriter
 __all__ = ["RunResult", "SleepFn", "resume", "start"]
 
 SleepFn = Callable[[float], Awaitable[None]]
-_REDACTED_CODE = "error_code_redacted"
 
 
 @attrs.frozen(kw_only=True)
@@ -110,7 +109,7 @@ def state_error(state_id: StateId, info: ErrorInfo) -> StateError:
     replaced."""
     info = redact_error_info(info)
     if string_contains_secrets(info.code):
-        info = attrs.evolve(info, code=_REDACTED_CODE)
+        info = attrs.evolve(info, code=CODE_ERROR_CODE_REDACTED)
     return StateError(state_id, info)
 
 
@@ -277,7 +276,7 @@ async def load_history(store: Store, run_id: RunId) -> RunHistory:
     """The run's checked history; ``NotFoundError`` (``run_not_found``)."""
     stream = await store.read_range(run_id)
     if not stream:
-        raise NotFoundError(f"run event stream was not found: {run_id}", code=CODE_RUN_NOT_FOUND)
+        raise RunNotFoundError(f"run event stream was not found: {run_id}")
     return analyze_history(run_id, stream)
 
 

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from .. import _migrations
-from ..errors import CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW, StorageError
+from ..errors import CODE_NOT_A_DATABASE, CODE_SCHEMA_TOO_NEW, CODE_STORE_NOT_FOUND, StorageError
 
 APPLICATION = "mfm_store"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
@@ -88,7 +88,7 @@ async def check_and_migrate(conn: psycopg.AsyncConnection[tuple[object, ...]], s
     if read_only:
         if version is None:
             raise StorageError(f"{where}: no mfm_store schema {schema!r} in this database",
-                               code="store_not_found")
+                               code=CODE_STORE_NOT_FOUND)
         raise StorageError(f"{where}: schema {schema!r} has version {version}, needs "
                            f"migrating to {LATEST_VERSION}; open it once without read_only",
                            code=CODE_SCHEMA_TOO_NEW)

@@ -29,7 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import MfmError
+from ..errors import CODE_NOT_FOUND, MfmError
 from ..ids import ArtifactId, RunId
 from ..stores import Store
 from ._data import RUNS_PAGE_SIZE, Inspector, decode_artifact
@@ -334,7 +334,7 @@ class _Pages:
         try:
             data = await self.inspector.artifact(aid)
         except MfmError as exc:
-            status = 404 if exc.info.code == "artifact_not_found" else 500
+            status = 404 if exc.info.code == CODE_NOT_FOUND else 500
             return self.error(status, "Artifact unreadable" if status == 500 else
                               "No such artifact", f"{exc} [{exc.info.code}]")
         view = decode_artifact(aid, data)
@@ -349,7 +349,7 @@ class _Pages:
         try:
             data = await self.inspector.artifact(aid)
         except MfmError as exc:
-            status = 404 if exc.info.code == "artifact_not_found" else 500
+            status = 404 if exc.info.code == CODE_NOT_FOUND else 500
             return PlainTextResponse(f"{exc} [{exc.info.code}]\n", status_code=status)
         return Response(data, media_type="application/octet-stream", headers={
             "Content-Disposition": f'attachment; filename="{aid}.bin"'})

@@ -24,7 +24,13 @@ from ..cli._common import (
     add_command,
     shown_target,
 )
-from ..errors import CODE_NOT_A_DATABASE
+from ..errors import (
+    CODE_NOT_A_DATABASE,
+    CODE_PORT_UNAVAILABLE,
+    CODE_STORE_NOT_FOUND,
+    CODE_UI_EXTRA_MISSING,
+    CODE_USAGE,
+)
 from ..stores import Store
 
 __all__ = ["EXAMPLE", "HELP", "add_arguments", "open_read_only", "register", "run", "serve"]
@@ -65,7 +71,7 @@ async def open_read_only(target: str | os.PathLike[str]) -> AsyncIterator[tuple[
         return
     path = Path(text)
     if not path.exists():
-        raise CliError(f"{path}: no such file", EXIT_FILE, "store_not_found")
+        raise CliError(f"{path}: no such file", EXIT_FILE, CODE_STORE_NOT_FOUND)
     if path.is_dir():
         raise CliError(f"{path}: is a directory, not a database file", EXIT_FILE,
                        CODE_NOT_A_DATABASE)
@@ -90,7 +96,7 @@ async def serve(target: str | os.PathLike[str], *, host: str = "127.0.0.1", port
     try:
         from ._server import serve_store
     except ImportError as exc:
-        raise CliError(f"{_MISSING_EXTRA} ({exc})", EXIT_USAGE, "ui_extra_missing") from None
+        raise CliError(f"{_MISSING_EXTRA} ({exc})", EXIT_USAGE, CODE_UI_EXTRA_MISSING) from None
     async with open_read_only(target) as (store, label):
         await serve_store(store, label=label, host=host, port=port,
                           open_browser=open_browser, out=out)
@@ -101,15 +107,15 @@ async def run(args: argparse.Namespace) -> int:
     target = getattr(args, "db", None) or os.environ.get(DB_ENV)
     if not target:
         raise CliError(f"no database given: pass --db PATH or set {DB_ENV}", EXIT_USAGE,
-                       "usage")
+                       CODE_USAGE)
     if not 0 <= args.port <= 65535:
-        raise CliError(f"--port must be 0..65535, not {args.port}", EXIT_USAGE, "usage")
+        raise CliError(f"--port must be 0..65535, not {args.port}", EXIT_USAGE, CODE_USAGE)
     try:
         await serve(target, port=args.port, open_browser=args.open_browser)
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             raise CliError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}",
-                           EXIT_USAGE, "port_unavailable") from None
+                           EXIT_USAGE, CODE_PORT_UNAVAILABLE) from None
         raise
     return EXIT_OK
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..engine import Context, EventProfile, EventRecorder, ExecutionPlan, PlanState, RunConfig
-from ..events import DomainEvent
-from ..http import Http, HttpResponse, HttpTransportFactory
-from ..live_io import IoCall, IoProvider, LiveIoEnv, LiveIoTransport
+from .engine import Context, EventProfile, EventRecorder, ExecutionPlan, PlanState, RunConfig
+from .events import DomainEvent
+from .http import Http, HttpResponse, HttpTransportFactory
+from .live_io import IoCall, IoProvider, LiveIoEnv, LiveIoTransport
 
 __all__ = ["CONFIG", "INITIAL_CONTEXT", "OP_ID", "STATES", "CallLog", "LoggedHttp",
            "build_plan"]

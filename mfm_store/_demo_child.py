@@ -1,6 +1,6 @@
 """The demo's first process: starts the run live and waits, inside ``submit``, to be killed.
 
-``python -m mfm_store.cli._demo_child DB RUN_ID URL`` runs against the demo server at ``URL``
+``python -m mfm_store._demo_child DB RUN_ID URL`` runs against the demo server at ``URL``
 and reports on stdout, one JSON object a line: ``{"call": "METHOD /path", "key": fact_key}``
 for every HTTP request, and
 ``{"crash_point": state_id}`` once the broker's answer is durable. The parent then kills it with
@@ -13,11 +13,11 @@ import asyncio
 import json
 import sys
 
-from ..engine import start
-from ..http import HttpTransportFactory
-from ..ids import RunId
-from ..sqlite import SqliteStore
 from ._demo_flow import CONFIG, INITIAL_CONTEXT, LoggedHttp, build_plan
+from .engine import start
+from .http import HttpTransportFactory
+from .ids import RunId
+from .sqlite import SqliteStore
 
 
 def _say(**message: object) -> None:
