@@ -61,6 +61,7 @@ from .errors import (
     MissingFactKeyError,
     NotFoundError,
     RateLimitedError,
+    RunNotFoundError,
     SecretsNotAllowedError,
     StorageError,
     TransportError,
@@ -102,16 +103,18 @@ from .live_io import (
 )
 from .memory import MemoryStore
 from .replay_io import ReplayIo
-from .sqlite import GcReport, Problem, SqliteStore, VerifyReport
+from .sqlite import Durability, GcReport, Problem, SqliteStore, VerifyReport
 from .stores import (
     ArtifactKind,
     ArtifactStore,
     EventStore,
     FactBinding,
     FactStore,
+    ProgressFn,
     RunSummary,
     Store,
 )
+from .transfer import TransferError, export_jsonl, import_jsonl
 
 __version__ = "0.1.0"
 
@@ -128,6 +131,7 @@ __all__ = [
     "ContextKey",
     "CorruptionError",
     "DomainEvent",
+    "Durability",
     "Duration",
     "ErrorCategory",
     "ErrorCode",
@@ -174,6 +178,7 @@ __all__ = [
     "PayloadFactRecorder",
     "PlanState",
     "Problem",
+    "ProgressFn",
     "RateLimitedError",
     "ReplayIo",
     "ReplayOutcome",
@@ -185,6 +190,7 @@ __all__ = [
     "RunError",
     "RunId",
     "RunManifest",
+    "RunNotFoundError",
     "RunResult",
     "RunStarted",
     "RunStatus",
@@ -201,6 +207,7 @@ __all__ = [
     "StorageError",
     "Store",
     "StoreFactRecorder",
+    "TransferError",
     "TransportError",
     "TransportRegistry",
     "TransportRegistryError",
@@ -210,8 +217,10 @@ __all__ = [
     "artifact_id_for_json",
     "canonical_json_bytes",
     "event_from_json",
+    "export_jsonl",
     "fork",
     "fork_origin",
+    "import_jsonl",
     "json_contains_secrets",
     "open_store",
     "redact_error_info",
