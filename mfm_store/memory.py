@@ -81,15 +81,16 @@ class MemoryStore:
     # events
 
     async def head_seq(self, run_id: RunId) -> int:
+        run_id = _rules.run_id_of(run_id)
         self._check_open()
-        run = self._runs.get(_rules.run_id_of(run_id))
+        run = self._runs.get(run_id)
         return len(run.events) if run else 0
 
     async def append(self, run_id: RunId, expected_seq: int,
                      envelopes: Sequence[EventEnvelope]) -> int:
-        self._check_open()
         envelopes = list(envelopes)
         _rules.check_envelopes(run_id, expected_seq, envelopes)
+        self._check_open()
         # Keep what SQLite keeps: a decoded copy of the stored CBOR, so that a caller mutating
         # its payloads later cannot change the stream, and unencodable payloads fail the same.
         envelopes = [_stored_copy(env) for env in envelopes]
@@ -133,9 +134,10 @@ class MemoryStore:
 
     async def read_range(self, run_id: RunId, from_seq: int = 1,
                          to_seq: int | None = None) -> list[EventEnvelope]:
-        self._check_open()
-        run = self._runs.get(_rules.run_id_of(run_id))
+        run_id = _rules.run_id_of(run_id)
         first, last = _rules.range_of(from_seq, to_seq)
+        self._check_open()
+        run = self._runs.get(run_id)
         if run is None:
             return []
         start = first - 1
@@ -193,47 +195,50 @@ class MemoryStore:
     # artifacts
 
     async def put(self, kind: ArtifactKind, data: bytes) -> ArtifactId:
-        self._check_open()
         data = _rules.check_artifact(kind, data)
+        self._check_open()
         aid = artifact_id_for_bytes(data)
         self._artifacts.setdefault(aid, (kind, data))
         return aid
 
     async def get(self, artifact_id: ArtifactId) -> bytes:
+        aid = _rules.artifact_id_of(artifact_id)
         self._check_open()
         try:
-            return self._artifacts[_rules.artifact_id_of(artifact_id)][1]
+            return self._artifacts[aid][1]
         except KeyError:
             raise NotFoundError(f"artifact not found: {artifact_id}") from None
 
     async def exists(self, artifact_id: ArtifactId) -> bool:
+        aid = _rules.artifact_id_of(artifact_id)
         self._check_open()
-        return _rules.artifact_id_of(artifact_id) in self._artifacts
+        return aid in self._artifacts
 
     async def missing(self, artifact_ids: Iterable[ArtifactId]) -> set[ArtifactId]:
+        wanted = set(map(_rules.artifact_id_of, artifact_ids))
         self._check_open()
-        return {a for a in map(_rules.artifact_id_of, artifact_ids) if a not in self._artifacts}
+        return {a for a in wanted if a not in self._artifacts}
 
     # facts
 
     async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
                           expected_seq: int | None = None,
                           refs: Sequence[ArtifactId] = ()) -> FactBinding:
-        self._check_open()
         run_id, key = _rules.check_bind(run_id, key, expected_seq)
         refs = _rules.check_refs(refs) if refs else ()
         data = _rules.check_artifact(ArtifactKind.FACT_PAYLOAD, data)
+        self._check_open()
         return await self._bind(run_id, key, artifact_id_for_bytes(data), expected_seq, data,
                                 refs)
 
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
                         expected_seq: int | None = None,
                         refs: Sequence[ArtifactId] = ()) -> FactBinding:
-        self._check_open()
         run_id, key = _rules.check_bind(run_id, key, expected_seq)
         refs = _rules.check_refs(refs) if refs else ()
-        return await self._bind(run_id, key, _rules.artifact_id_of(payload_id), expected_seq,
-                                None, refs)
+        payload_id = _rules.artifact_id_of(payload_id)
+        self._check_open()
+        return await self._bind(run_id, key, payload_id, expected_seq, None, refs)
 
     async def _bind(self, run_id: RunId, key: FactKey, payload_id: ArtifactId,
                     expected_seq: int | None, data: bytes | None,
@@ -264,13 +269,15 @@ class MemoryStore:
             return FactBinding(payload_id, True, seq)
 
     async def get_fact(self, run_id: RunId, key: FactKey) -> ArtifactId | None:
-        self._check_open()
-        run = self._runs.get(_rules.run_id_of(run_id))
+        run_id = _rules.run_id_of(run_id)
         wanted = _rules.lookup_key(key)
+        self._check_open()
+        run = self._runs.get(run_id)
         entry = run.facts.get(wanted) if run and wanted is not None else None
         return entry[0] if entry else None
 
     async def facts(self, run_id: RunId) -> dict[FactKey, ArtifactId]:
+        run_id = _rules.run_id_of(run_id)
         self._check_open()
-        run = self._runs.get(_rules.run_id_of(run_id))
+        run = self._runs.get(run_id)
         return {k: v[0] for k, v in run.facts.items()} if run else {}

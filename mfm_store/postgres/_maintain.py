@@ -7,7 +7,6 @@ memory stays bounded by the artifact ids and one row at a time.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ import psycopg
 
 from .. import _checksums as cs
 from .._rules import STATUS_RUNNING, artifact_refs, fact_binding_of, op_id_of, status_after
+from ..canonical import artifact_id_for_bytes
 from ..errors import CorruptionError
 from ..events import Event, decode_event
 from ..ids import RunId
@@ -67,7 +67,7 @@ async def _verify(conn: Conn, tick: Callable[[int], None] | None) -> VerifyRepor
         if cs.artifact_sum(aid, kind, size, data) != stored_sum:
             problems.append(Problem(kind="artifact_checksum", artifact_id=aid,
                                     message="stored bytes fail their xxh3 checksum"))
-        if hashlib.sha256(data).hexdigest() != aid:
+        if artifact_id_for_bytes(data) != aid:
             problems.append(Problem(kind="artifact_hash", artifact_id=aid,
                                     message="SHA-256 of the bytes is not the artifact id"))
         if size != len(data):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -28,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from .. import _checksums as cs
 from .. import _paging, _rules
 from .._opening import Opening
+from ..canonical import artifact_id_for_bytes
 from ..errors import (
     CODE_CONCURRENCY,
     CODE_INVALID_ENVELOPES,
@@ -252,8 +252,9 @@ class PostgresStore:
     # events
 
     async def head_seq(self, run_id: RunId) -> int:
+        rid = str(_rules.run_id_of(run_id))
         self._check_open()
-        rows = await self._fetchall(q.RUN_HEAD, (str(_rules.run_id_of(run_id)),))
+        rows = await self._fetchall(q.RUN_HEAD, (rid,))
         return int(rows[0][0]) if rows else 0
 
     def _moved(self, rid: str, expected: int, seen: int | None) -> ConcurrencyError:
@@ -264,9 +265,9 @@ class PostgresStore:
 
     async def append(self, run_id: RunId, expected_seq: int,
                      envelopes: Sequence[EventEnvelope]) -> int:
-        self._check_open()
         envelopes = list(envelopes)
         run_id = _rules.check_envelopes(run_id, expected_seq, envelopes)
+        self._check_open()
         rid = str(run_id)
         rows = _event_rows(rid, envelopes)
         scan = _rules.scan_events(run_id, envelopes)
@@ -339,19 +340,19 @@ class PostgresStore:
 
     async def read_range(self, run_id: RunId, from_seq: int = 1,
                          to_seq: int | None = None) -> list[EventEnvelope]:
-        self._check_open()
         run_id = _rules.run_id_of(run_id)
         start, stop = _rules.range_of(from_seq, to_seq)
+        self._check_open()
         rows = await self._fetchall(q.EVENT_RANGE, (str(run_id), start, stop, None))
         return [self._decode(run_id, row) for row in rows]
 
     async def iter_events(self, run_id: RunId, from_seq: int = 1, to_seq: int | None = None,
                           *, page_size: int = 1000) -> AsyncIterator[EventEnvelope]:
         """Stream events in pages of ``page_size`` rows: memory stays bounded by one page."""
-        self._check_open()
         run_id = _rules.run_id_of(run_id)
         start, stop = _rules.range_of(from_seq, to_seq)
         page_size = _rules.page_size_of(page_size)
+        self._check_open()
         rid = str(run_id)
         while start <= stop:
             rows = await self._fetchall(q.EVENT_RANGE, (rid, start, stop, page_size))
@@ -388,9 +389,9 @@ class PostgresStore:
     # artifacts
 
     async def put(self, kind: ArtifactKind, data: bytes) -> ArtifactId:
-        self._check_open()
         data = _rules.check_artifact(kind, data)
-        aid = hashlib.sha256(data).hexdigest()
+        self._check_open()
+        aid = artifact_id_for_bytes(data)
         self._writable()
         text = str(kind)
         async with self._conn(writing=True) as conn:
@@ -401,8 +402,8 @@ class PostgresStore:
         return ArtifactId(aid)
 
     async def get(self, artifact_id: ArtifactId) -> bytes:
-        self._check_open()
         aid = _rules.artifact_id_of(artifact_id)
+        self._check_open()
         rows = await self._fetchall(q.ARTIFACT_GET, (aid,))
         if not rows:
             raise NotFoundError(f"artifact not found: {aid}")
@@ -412,14 +413,14 @@ class PostgresStore:
         return bytes(data)
 
     async def exists(self, artifact_id: ArtifactId) -> bool:
-        self._check_open()
         aid = _rules.artifact_id_of(artifact_id)
+        self._check_open()
         return bool(await self._fetchall(q.ARTIFACT_EXISTS, (aid,)))
 
     async def missing(self, artifact_ids: Iterable[ArtifactId]) -> set[ArtifactId]:
         """Those of ``artifact_ids`` the store lacks, in one round trip (sync asks this)."""
-        self._check_open()
         wanted = {_rules.artifact_id_of(a) for a in artifact_ids}
+        self._check_open()
         if not wanted:
             return set()
         rows = await self._fetchall(q.ARTIFACTS_PRESENT, (sorted(wanted),))
@@ -445,20 +446,20 @@ class PostgresStore:
     async def bind_fact(self, run_id: RunId, key: FactKey, payload_id: ArtifactId, *,
                         expected_seq: int | None = None,
                         refs: Sequence[ArtifactId] = ()) -> FactBinding:
-        self._check_open()
         run_id, key = _rules.check_bind(run_id, key, expected_seq)
         refs = _rules.check_refs(refs) if refs else ()
-        return await self._bind(run_id, key, _rules.artifact_id_of(payload_id), expected_seq,
-                                None, refs)
+        payload_id = _rules.artifact_id_of(payload_id)
+        self._check_open()
+        return await self._bind(run_id, key, payload_id, expected_seq, None, refs)
 
     async def record_fact(self, run_id: RunId, key: FactKey, data: bytes, *,
                           expected_seq: int | None = None,
                           refs: Sequence[ArtifactId] = ()) -> FactBinding:
-        self._check_open()
         run_id, key = _rules.check_bind(run_id, key, expected_seq)
         refs = _rules.check_refs(refs) if refs else ()
         data = _rules.check_artifact(ArtifactKind.FACT_PAYLOAD, data)
-        return await self._bind(run_id, key, ArtifactId(hashlib.sha256(data).hexdigest()),
+        self._check_open()
+        return await self._bind(run_id, key, artifact_id_for_bytes(data),
                                 expected_seq, data, refs)
 
     async def _bind(self, run_id: RunId, key: FactKey, payload_id: ArtifactId,
@@ -552,17 +553,17 @@ class PostgresStore:
         return key, ArtifactId(pid)
 
     async def get_fact(self, run_id: RunId, key: FactKey) -> ArtifactId | None:
-        self._check_open()
         rid = str(_rules.run_id_of(run_id))
         wanted = _rules.lookup_key(key)
+        self._check_open()
         if wanted is None:
             return None
         rows = await self._fetchall(q.BINDING_GET_BY_RUN_ID, (rid, wanted))
         return self._binding(rid, rows[0])[1] if rows else None
 
     async def facts(self, run_id: RunId) -> dict[FactKey, ArtifactId]:
-        self._check_open()
         rid = str(_rules.run_id_of(run_id))
+        self._check_open()
         rows = await self._fetchall(q.BINDINGS_OF_RUN, (rid,))
         return dict(self._binding(rid, row) for row in rows)
 
