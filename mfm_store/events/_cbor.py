@@ -7,7 +7,7 @@ from typing import Any
 
 import cbor2
 
-from ._json import DETAILS_MAX_DEPTH, check_json_value
+from ._json import DETAILS_MAX_DEPTH, PAYLOAD_MAX_DEPTH, check_json, check_json_value
 from ._wire import (
     DomainEvent,
     Event,
@@ -98,7 +98,10 @@ def encode_event(event: Event) -> bytes:
     try:
         if type(event) is DomainEvent:
             payload = event.payload
-            check_json_value(payload)
+            try:
+                check_json(payload, PAYLOAD_MAX_DEPTH)
+            except (ValueError, RecursionError):
+                check_json_value(payload)  # raises with the full message
             ref = event.payload_ref
             tail = _PAYLOAD_REF_NULL if ref is None else _PAYLOAD_REF_KEY + _cbor_text(ref)
             return b"".join((_DOMAIN_HEAD, _cbor_name(event.name), _PAYLOAD_KEY,

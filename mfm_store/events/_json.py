@@ -24,7 +24,7 @@ def check_json_value(value: Any, where: str = "payload",
     at most ``max_depth`` nested arrays/objects. (Lone surrogates are found when encoding.)
     """
     try:
-        _check_json(value, max_depth)
+        check_json(value, max_depth)
     except (_TooDeep, RecursionError):
         raise InvalidEventError(f"{where} is nested deeper than {max_depth} arrays/objects, "
                                 "which the Rust crate's serde_json cannot read") from None
@@ -36,7 +36,10 @@ class _TooDeep(ValueError):
     pass
 
 
-def _check_json(v: Any, room: int) -> None:
+def check_json(v: Any, room: int) -> None:
+    """:func:`check_json_value` without its message: raises a ``ValueError`` (or
+    ``RecursionError``) unless ``v`` is JSON within ``room`` nested arrays/objects. The
+    encoder calls it first and :func:`check_json_value` only to explain a refusal."""
     t = type(v)
     if t is str or t is bool or v is None:
         return
@@ -53,7 +56,7 @@ def _check_json(v: Any, room: int) -> None:
             # Plain scalars are checked here: a call per value would double the cost.
             if not (ti is str or ti is bool or item is None
                     or (ti is int and _I64_MIN <= item <= _U64_MAX)):
-                _check_json(item, room - 1)
+                check_json(item, room - 1)
     elif t is list:
         if room <= 0:
             raise _TooDeep
@@ -61,13 +64,13 @@ def _check_json(v: Any, room: int) -> None:
             ti = type(item)
             if not (ti is str or ti is bool or item is None
                     or (ti is int and _I64_MIN <= item <= _U64_MAX)):
-                _check_json(item, room - 1)
+                check_json(item, room - 1)
     elif t is float:
         if not math.isfinite(v):
             raise ValueError(f"non-finite float: {v}")
     elif isinstance(v, str):  # subclasses such as ArtifactId
         return
     elif isinstance(v, int) and not isinstance(v, bool):
-        _check_json(int(v), room)
+        check_json(int(v), room)
     else:
         raise ValueError(f"not a JSON value: {t.__name__}")
