@@ -252,6 +252,14 @@ def test_no_private_module_or_name_is_imported_across_packages() -> None:
     assert not new, "\n".join(sorted(new))
 
 
+def test_test_files_share_helpers_through_tests_helpers() -> None:
+    """A helper two test files need lives in ``tests/helpers/``, not in a ``test_*`` file."""
+    reaching = sorted(f"{imp.importer} -> {imp.module}" for imp in IMPORTS
+                      if imp.importer.startswith("tests.")
+                      and imp.module.split(".")[-1].startswith("test_"))
+    assert reaching == []
+
+
 def known_but_fixed() -> list[tuple[str, str, str, str | None]]:
     """The ``KNOWN`` entries that no longer occur (to remove from the list)."""
     return sorted(set(KNOWN) - set(_violations()))

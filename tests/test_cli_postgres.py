@@ -17,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 from helpers.cli import assert_one_line_error, cli, cli_all, env, err, make_store, out
-from test_engine_replay import record, recorded_plan
+from helpers.engine import record, recorded_plan
 
 from conftest import pg_dsn
 from mfm_store import ArtifactKind, RunId, open_store

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine_support import (
+from helpers.engine import (
     S1,
     S2,
     CountingFactory,

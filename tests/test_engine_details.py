@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from test_engine_support import (
+from helpers.engine import (
     S1,
     S2,
     S3,

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine_support import S1, S2, S3, CountingFactory, Crash, attempts, stream
+from helpers.engine import (
+    S2,
+    S3,
+    CountingFactory,
+    Crash,
+    record,
+    recorded_plan,
+    stream,
+)
 
 from mfm_store import RunId, RunStatus, StateCompleted, Store
 from mfm_store.engine import (
@@ -21,38 +29,7 @@ from mfm_store.engine import (
     resume,
     start,
 )
-from mfm_store.live_io import IoCall
 from mfm_store.sqlite import SqliteStore
-
-
-def recorded_plan(*, s2_bonus: int = 0, s2_extra_fact: bool = False) -> ExecutionPlan:
-    """s1 reads the time and fetches a price (a fact); recorded with a transport that fails
-    once, it completes at attempt 1. s2 draws random bytes and derives a value; s3 copies it."""
-
-    async def fetch(ctx: Context, io: Any, rec: EventRecorder) -> None:
-        ctx["at"] = await io.now_millis()
-        ctx["price"] = (await io.call(IoCall("test.price", {"sym": "X"}, "price:X"))).response
-
-    async def derive(ctx: Context, io: Any, rec: EventRecorder) -> None:
-        salt = await io.random_bytes(4)
-        ctx["derived"] = ctx["price"]["n"] + salt[0] + s2_bonus
-        if s2_extra_fact:
-            await io.call(IoCall("test.price", {"sym": "Y"}, "price:Y"))
-
-    async def copy(ctx: Context, io: Any, rec: EventRecorder) -> None:
-        ctx["copy"] = ctx["derived"]
-
-    return ExecutionPlan("op", [PlanState(S1, fetch), PlanState(S2, derive),
-                                PlanState(S3, copy)])
-
-
-async def record(path: Path) -> RunId:
-    async with SqliteStore.open(path) as store:
-        result = await start(store, recorded_plan(), {"start": 1},
-                             transports=CountingFactory(fail_first=1))
-        assert result.status is RunStatus.COMPLETED
-        assert await attempts(store, result.run_id, S1) == [0, 1]
-        return result.run_id
 
 
 def folder_state(folder: Path) -> dict[str, bytes]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine_support import S1, CountingFactory, domain_events, seed_run
+from helpers.engine import S1, CountingFactory, domain_events, seed_run
 
 from mfm_store import ArtifactKind, DomainEvent, EventEnvelope, RunStatus, Store
 from mfm_store.engine import (

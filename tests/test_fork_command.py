@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_engine_support import S3
-from test_fork import FIXED, S4, AskedFactory, failed_run
+from helpers.engine import S3
+from helpers.fork import FIXED, S4, AskedFactory, failed_run
 
 from mfm_store import RunId, RunStatus
 from mfm_store._fork_command import main

@@ -7,8 +7,8 @@ import asyncio
 import uuid
 from typing import Any
 
+from helpers.equivalence import OPS, apply
 from hypothesis import HealthCheck, given, settings
-from test_store_equivalence import _ops, apply
 
 from conftest import pg_dsn
 from mfm_store import MemoryStore
@@ -16,7 +16,7 @@ from mfm_store.postgres import PostgresStore
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_ops)
+@given(OPS)
 def test_memory_and_postgres_agree(ops: list[tuple[Any, ...]]) -> None:
     dsn = pg_dsn()
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 from helpers.cli import env
+from helpers.engine import CountingFactory, record, recorded_plan
 from helpers.sync_child import extend, seed, seed_run
-from test_engine_replay import record, recorded_plan
-from test_engine_support import CountingFactory
 
 from conftest import pg_dsn
 from mfm_store import (

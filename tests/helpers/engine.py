@@ -1,4 +1,5 @@
-"""Helpers shared by the engine tests (no tests here): transports, stream inspection, seeding."""
+"""Helpers shared by the engine tests: transports, stream inspection, seeding, and a recorded
+run to replay (``recorded_plan``, ``record``)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from mfm_store import (
     EventEnvelope,
     RunId,
     RunStarted,
+    RunStatus,
     StateEntered,
     Store,
     TransportError,
     canonical_json_bytes,
 )
+from mfm_store.engine import Context, EventRecorder, ExecutionPlan, PlanState, start
 from mfm_store.engine.manifest import RunManifest, manifest_bytes
 from mfm_store.live_io import IoCall, LiveIoEnv, LiveIoTransport
+from mfm_store.sqlite import SqliteStore
 
 S1 = "machine.main.s1"
 S2 = "machine.main.s2"
@@ -94,3 +98,33 @@ async def seed_run(store: Store, manifest: RunManifest,
             "fact_recorded", {"key": key, "payload_id": pid, "meta": {}})))
     await store.append(run_id, 0, envs)
     return run_id
+
+
+def recorded_plan(*, s2_bonus: int = 0, s2_extra_fact: bool = False) -> ExecutionPlan:
+    """s1 reads the time and fetches a price (a fact); recorded with a transport that fails
+    once, it completes at attempt 1. s2 draws random bytes and derives a value; s3 copies it."""
+
+    async def fetch(ctx: Context, io: Any, rec: EventRecorder) -> None:
+        ctx["at"] = await io.now_millis()
+        ctx["price"] = (await io.call(IoCall("test.price", {"sym": "X"}, "price:X"))).response
+
+    async def derive(ctx: Context, io: Any, rec: EventRecorder) -> None:
+        salt = await io.random_bytes(4)
+        ctx["derived"] = ctx["price"]["n"] + salt[0] + s2_bonus
+        if s2_extra_fact:
+            await io.call(IoCall("test.price", {"sym": "Y"}, "price:Y"))
+
+    async def copy(ctx: Context, io: Any, rec: EventRecorder) -> None:
+        ctx["copy"] = ctx["derived"]
+
+    return ExecutionPlan("op", [PlanState(S1, fetch), PlanState(S2, derive),
+                                PlanState(S3, copy)])
+
+
+async def record(path: Path) -> RunId:
+    async with SqliteStore.open(path) as store:
+        result = await start(store, recorded_plan(), {"start": 1},
+                             transports=CountingFactory(fail_first=1))
+        assert result.status is RunStatus.COMPLETED
+        assert await attempts(store, result.run_id, S1) == [0, 1]
+        return result.run_id
