@@ -54,9 +54,8 @@ example:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import _fork_command, _prune_command, _sync_command, _tail_command
     from ..ui import _command as _ui_command
-    from . import _demo, _inspect, _maintain, _transfer
+    from . import _demo, _fork, _inspect, _maintain, _prune, _sync, _tail, _transfer
 
     parser = CliParser(
         prog="mfm-store", description="Inspect, check, move and demo mfm_store databases "
@@ -65,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_db_option(parser)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (_demo, _inspect, _maintain, _transfer, _sync_command, _fork_command,
-                   _tail_command, _prune_command, _ui_command):
+    for module in (_demo, _inspect, _maintain, _transfer, _sync, _fork, _tail, _prune,
+                   _ui_command):
         module.register(subparsers)
     return parser
 
