@@ -25,7 +25,7 @@ below with its default code (a raise may pass a more precise code from the table
     ├── CanonicalJsonError (ValueError)      canonical_json_invalid
     │   ├── FloatNotAllowedError             float_not_allowed
     │   └── SecretsNotAllowedError           secrets_detected
-    ├── TransportRegistryError (ValueError)  transport_registry_invalid  mfm_store.live_io
+    ├── TransportRegistryError (ValueError)  transport_registry_invalid
     ├── RunError                             run_error                 mfm_store.engine.errors
     │   ├── InvalidPlanError                 invalid_plan
     │   └── ContextError                     context_error

@@ -49,7 +49,7 @@ from ._http_policy import (
     prepare_request,
 )
 from ._io_common import JsonValue, io_error
-from .canonical import json_contains_secrets, string_contains_secrets
+from .canonical import artifact_id_for_bytes, json_contains_secrets, string_contains_secrets
 from .errors import (
     CODE_FACT_PAYLOAD_PUT_FAILED,
     CODE_FACT_REQUEST_MISMATCH,
@@ -255,7 +255,7 @@ async def _body_bytes(body: Mapping[str, Any], artifacts: ArtifactStore | None) 
     except StorageError as exc:
         raise io_error(CODE_HTTP_ANSWER_INVALID, ErrorCategory.STORAGE,
                        f"http answer body artifact {ref} cannot be read") from exc
-    if len(data) != size or hashlib.sha256(data).hexdigest() != ref:
+    if len(data) != size or artifact_id_for_bytes(data) != ref:
         raise _answer_invalid(f"http answer body artifact {ref} does not match its record")
     return data
 

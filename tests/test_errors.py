@@ -28,9 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "mfm_store"
 
 # Exception classes not (yet) MfmError, with who fixes them.
-KNOWN_NOT_MFM: dict[str, str] = {
-    "mfm_store.live_io.TransportRegistryError": "FACTS",
-}
+KNOWN_NOT_MFM: dict[str, str] = {}
 # (module path, code) spelled as a bare string outside errors.py, with who fixes them.
 KNOWN_BARE_CODES: dict[tuple[str, str], str] = {
     ("mfm_store/sqlite/store.py", "store_not_found"): "APPEND",
