@@ -28,7 +28,7 @@ def test_smoke_run_writes_reports(tmp_path: Path) -> None:
     assert set(data["peers"]) == {"eventsourcing", "dbos"}
     ids = [s["id"] for s in data["scenarios"]]
     assert ids == ["append_seq", "append_concurrent", "append_bulk", "durability", "facts",
-                   "artifacts", "cold_load", "stream"]
+                   "artifacts", "cold_load", "stream", "loop_lag"]
     for scenario in data["scenarios"]:
         assert scenario["error"] is None, scenario["error"]
         assert scenario["sides"] and scenario["findings"]

@@ -95,7 +95,7 @@ def count_commits(writer: GroupCommitWriter) -> list[int]:
     return threads
 
 
-async def test_the_loop_runs_while_a_batch_is_in_flight(store: SqliteStore) -> None:
+async def test_the_loop_runs_while_a_batch_is_on_thread(store: SqliteStore) -> None:
     writer = writer_of(store)
     commits = count_commits(writer)
     held, task = await hold(writer)
@@ -252,7 +252,7 @@ async def test_another_process_holding_the_lock_is_waited_for(tmp_path: Path) ->
         assert await holder.stdout.readline() == b"locked\n"
         run = RunId.new()
         append = asyncio.create_task(store.append(run, 0, [tick(run, 1)]))
-        await until(lambda: writer._in_flight)
+        await until(lambda: writer._on_thread)
         # The writer thread waits for the lock; the loop reads and talks to the holder.
         assert await store.head_seq(run) == 0
         assert not append.done() and commits == []
@@ -337,7 +337,7 @@ async def test_on_loop_commits_wait_for_another_process_off_the_loop(tmp_path: P
         assert await holder.stdout.readline() == b"locked\n"
         run = RunId.new()
         append = asyncio.create_task(store.append(run, 0, [tick(run, 1)]))
-        await until(lambda: writer._in_flight)  # on the thread, waiting for the lock
+        await until(lambda: writer._on_thread)  # on the thread, waiting for the lock
         assert await store.head_seq(run) == 0
         holder.stdin.write(b"go\n")
         await holder.stdin.drain()

@@ -1,28 +1,31 @@
-"""Group commit off the event loop: concurrent writes share one transaction and one fsync, run
-by one writer thread, so the loop never waits for a commit.
+"""Group commit off the event loop: concurrent writes share one transaction and one fsync,
+run by one writer thread, so the loop never waits for a commit.
 
-Operations (``Op``) are plain functions of the writer's cursor, written so that they check
-before they write: a contract error (``MfmError``) leaves nothing behind. They run on the
-writer thread, so they touch nothing but the cursor and their own values, and they share that
-one cursor (cheaper than a cursor per statement), so each must fetch a statement's rows before
-running the next. A batch made only of operations of one class that is ``Batchable`` (has a
-``run_together(cur, ops)`` static method) is first offered to it (one ``executemany`` instead
-of a statement per operation); it returns the results, or ``None`` to have the batch run
-operation by operation.
+Operations (``Op[R]``) are plain functions of a cursor returning ``R``, written so that they
+check before they write: a contract error (``MfmError``) leaves nothing behind. They run on
+the writer thread, so they touch nothing but the cursor and their own values. A batch made
+only of operations of one ``Batchable`` class (one with a ``run_together(cur, ops)`` static
+method) is first offered to it, as one ``executemany`` instead of a statement per operation
+(``append_concurrent``); it returns the results, or ``None`` to have the batch run operation
+by operation.
 
 Batches: the operations submitted while no batch is in flight, by tasks ready in the same turn
 of the loop, form one batch; those submitted while a batch is in flight form the next one. A
-batch is one transaction on the writer thread (``BEGIN IMMEDIATE``, the operations, ``COMMIT``
-with its fsync; :func:`_commit`), and the loop only hands batches over and answers callers, each
-after the COMMIT that holds its write. If an operation fails in any other way than a contract
-error (an SQLite error after it wrote), the batch is rolled back and run again with each
-operation in its own SAVEPOINT, so that one failing operation never affects the others. A
-caller cancelled before its batch is handed over is not written. When another process holds
-the write lock, the thread waits for it (bounded by the busy timeout, then ``store_busy``).
+batch is one transaction (:func:`_commit`: ``BEGIN IMMEDIATE``, the operations, ``COMMIT``
+with its fsync) on the writer thread; the loop only hands batches over and answers callers,
+each after the COMMIT that holds its write, then calls ``on_commit``. A contract error fails
+only its operation; any other error of an operation (an SQLite error after it wrote) reruns
+the batch with each operation in its own SAVEPOINT, so that one failing operation never
+affects the others. A caller cancelled before its batch is handed over is not written. When
+another process holds the write lock, the thread waits for it, up to the busy timeout (then
+``store_busy``), and the loop goes on.
 
-The connection is used by the writer thread only, once the store is open. The thread costs
-each lone write one hand-over to it and one back (about 30 µs; see ``append_seq`` and
-``loop_lag`` in ``benchmarks/``).
+The connection is used by one thread at a time: the writer thread, or with
+``commit_on_loop=True`` (an opt-in of ``SqliteStore.open``) the loop's thread, which hands a
+batch to the writer thread only to wait for another process's lock. The hand-over to the
+thread and back costs a lone durable write about 120 µs on the benchmark VM (an idle vCPU to
+wake after each fsync; ``append_seq``), a loop held for each commit costs its whole fsync
+(``loop_lag --slow-fsync``).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class _Isolate(Exception):
 
 def _run_shared(cur: sqlite3.Cursor, ops: list[Op[Any]]) -> list[Outcome]:
     first = ops[0]
+    # One executemany per statement for a batch of one class (append_concurrent).
     if (len(ops) > 1 and isinstance(first, Batchable)
             and all(type(op) is type(first) for op in ops)):
         cur.execute("SAVEPOINT together")
@@ -184,7 +188,7 @@ class GroupCommitWriter:
         self._where = where
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._pending: list[_Entry[Any]] = []
-        self._in_flight = False  # a batch is on the thread
+        self._on_thread = False  # a batch is on the thread
         self._scheduled = False  # a flush waits in the loop's ready queue
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -197,17 +201,17 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[R] = loop.create_future()
         self._pending.append(_Entry(op, fut))
-        if not (self._in_flight or self._scheduled):
+        if not (self._on_thread or self._scheduled):
             if _others_ready(loop):
                 self._scheduled = True
                 loop.call_soon(self._flush)  # after the tasks ready now: they may join
             else:
-                self._flush()
+                self._flush()  # alone: no loop turn before the hand-over (append_seq)
         return await fut
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is committed (or failed)."""
-        if not (self._pending or self._in_flight):
+        if not (self._pending or self._on_thread):
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Entry(None, fut))
@@ -216,7 +220,7 @@ class GroupCommitWriter:
     def _flush(self) -> None:
         """Hand the pending operations to the thread as one batch (on the loop)."""
         self._scheduled = False
-        while self._pending and not self._in_flight:
+        while self._pending and not self._on_thread:
             # Cancelled callers are not written; drain markers are answered with the batch.
             entries: list[_Entry[Any]] = []
             markers: list[_Entry[Any]] = []
@@ -236,7 +240,7 @@ class GroupCommitWriter:
                 else:
                     self._answer(entries, markers, outcomes)
                     continue
-            self._in_flight = True
+            self._on_thread = True
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name="mfm-store-writer",
                                                 daemon=True)
@@ -246,7 +250,7 @@ class GroupCommitWriter:
     def _finish(self, entries: list[_Entry[Any]], markers: list[_Entry[Any]],
                 outcomes: list[Outcome]) -> None:
         """The thread committed a batch (on the loop): hand the next over, then answer."""
-        self._in_flight = False
+        self._on_thread = False
         if self._pending and not self._scheduled:
             self._flush()  # what formed during this commit is the next batch
         self._answer(entries, markers, outcomes)
@@ -267,7 +271,7 @@ class GroupCommitWriter:
 
     def _serve(self) -> None:
         """The writer thread: one batch at a time, waiting for other processes' locks."""
-        cur = self._conn.cursor()
+        cur = self._conn.cursor()  # one for every statement, not one each (append_seq)
         wait = f"PRAGMA busy_timeout = {self._busy_timeout_ms}"
         cur.execute(wait)
         while (job := self._jobs.get()) is not None:
