@@ -19,7 +19,13 @@ from .events import DomainEvent, EventEnvelope
 from .ids import ArtifactId, FactKey, RunId
 from .stores import FactBinding, FactStore
 
-__all__ = ["FactIndex", "FactRecorder", "NoopFactRecorder", "StoreFactRecorder"]
+__all__ = [
+    "FactIndex",
+    "FactRecorder",
+    "NoopFactRecorder",
+    "PayloadFactRecorder",
+    "StoreFactRecorder",
+]
 
 
 class _Exclusive:
