@@ -9,7 +9,7 @@ is stable (a run's place never changes while it exists) and needs no scan of eve
 from __future__ import annotations
 
 from . import _rules
-from .errors import NotFoundError
+from .errors import RunNotFoundError
 from .ids import RunId
 
 __all__ = ["check_list_runs", "unknown_after"]
@@ -29,7 +29,7 @@ def check_list_runs(after: object, limit: object, newest_first: object
     return (None if after is None else _rules.run_id_of(after)), limit
 
 
-def unknown_after(after: RunId) -> NotFoundError:
+def unknown_after(after: RunId) -> RunNotFoundError:
     """The error of a ``list_runs(after=...)`` naming a run the store does not hold (never
     created, or pruned since the previous page was read)."""
-    return NotFoundError(f"list_runs(after=...): run not found: {after}", code="run_not_found")
+    return RunNotFoundError(f"list_runs(after=...): run not found: {after}")

@@ -40,7 +40,7 @@ import attrs
 
 from ._rules import artifact_refs, fact_binding_of
 from .canonical import parse_json, respell_floats
-from .errors import NotFoundError, StorageError
+from .errors import NotFoundError, RunNotFoundError, StorageError
 from .events import EventEnvelope, encode_event
 from .ids import ArtifactId, RunId
 from .stores import ArtifactKind, ProgressFn, Store, iter_runs
@@ -246,7 +246,7 @@ async def _export_store(store: ExportableStore, out: IO[bytes], run_id: RunId | 
     if run_id is not None:
         head = await store.head_seq(run_id)
         if head == 0:
-            raise NotFoundError(f"run not found: {run_id}", code=CODE_RUN_NOT_FOUND)
+            raise RunNotFoundError(f"run not found: {run_id}")
         wanted = set()
         async for env in store.iter_events(run_id, 1, head):
             wanted.update(_refs_of(env))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.fork import ForkOrigin, fork_origin
+from ..errors import CODE_RUN_NOT_FOUND
 from ..events import (
     DOMAIN_FACT_RECORDED,
     DomainEvent,
@@ -153,7 +154,7 @@ async def _summary(store: Store, run_id: RunId) -> RunSummary:
     async for r in iter_runs(store, page_size=_RUNS_PAGE, newest_first=True):
         if r.run_id == run_id:
             return r
-    raise CliError(f"run {run_id} is not in the store", EXIT_USAGE, "run_not_found")
+    raise CliError(f"run {run_id} is not in the store", EXIT_USAGE, CODE_RUN_NOT_FOUND)
 
 
 def _value(data: bytes) -> tuple[str, Any]:

@@ -23,10 +23,6 @@ RUN_READ = {
     3: "SELECT " + _RUN_COLUMNS + "checksum FROM runs WHERE run_id = ?",
     2: "SELECT " + _RUN_COLUMNS + "NULL FROM runs WHERE run_id = ?",
 }
-RUN_LIST = {
-    3: "SELECT " + _RUN_COLUMNS + "checksum FROM runs ORDER BY run_pk",
-    2: "SELECT " + _RUN_COLUMNS + "NULL FROM runs ORDER BY run_pk",
-}
 # list_runs pages (creation order = run_pk order); LIMIT -1 is no limit.
 RUN_PK = "SELECT run_pk FROM runs WHERE run_id = ?"
 RUN_PAGE = {
@@ -84,14 +80,7 @@ ARTIFACT_KINDS = (
     " ORDER BY a.id"
 )
 
-VERIFY_EVENTS = (
-    "SELECT run_pk, seq, ts_millis, kind, name, checksum, body FROM events"
-    " ORDER BY run_pk, seq"
-)
-VERIFY_BINDINGS = {
-    3: "SELECT run_pk, fact_key, payload_id, seq, checksum FROM fact_bindings",
-    2: "SELECT run_pk, fact_key, payload_id, seq, NULL FROM fact_bindings",
-}
+# verify's other statements are in _verify_steps.py, export's in _snapshot.py.
 VERIFY_ARTIFACTS = "SELECT id, kind, size, checksum, data FROM artifacts"
 QUICK_CHECK = "PRAGMA quick_check"
 INTEGRITY_CHECK = "PRAGMA integrity_check"

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from ..errors import CorruptionError, NotFoundError
+from ..errors import CorruptionError, RunNotFoundError
 from ..events import Event, decode_event
 from ..ids import RunId
 from ..stores import ArtifactKind
@@ -71,7 +71,7 @@ class ReadSnapshot:
         row = self.conn.execute(RUNS[self._layout].format(where="WHERE r.run_id = ?"),
                                 (str(run_id),)).fetchone()
         if row is None:
-            raise NotFoundError(f"run not found: {run_id}", code="run_not_found")
+            raise RunNotFoundError(f"run not found: {run_id}")
         self._check_run(row)
         return int(row[4])
 
