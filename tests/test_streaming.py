@@ -269,3 +269,55 @@ async def test_verify_reports_text_that_is_not_utf8(tmp_path: Path, sql: str,
     assert kind in kinds and "sqlite" not in kinds and "row_type" not in kinds, str(report)
     # Every run, event and binding was still checked.
     assert (report.runs, report.events, report.bindings) == (3, 16, 3)
+
+
+# readers of the whole list: the web inspector and the CLI
+
+async def test_the_first_runs_page_does_not_wait_for_the_whole_list(tmp_path: Path) -> None:
+    import asyncio
+    import re
+
+    import httpx
+
+    from mfm_store.ui import create_app
+
+    host = "127.0.0.1:8765"
+    path = tmp_path / "many.db"
+    async with SqliteStore.open(path, durability="normal") as writer:
+        made = [RunId.new() for _ in range(1_060)]
+        await asyncio.gather(*(writer.append(run, 0, [
+            EventEnvelope(run, 1, None, DomainEvent("tick", {}))]) for run in made))
+        order = _ids(await writer.list_runs(newest_first=True))
+    async with SqliteStore.open(path, read_only=True) as store:
+        app = create_app(store, allowed_hosts={host})
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as c:
+            def rows(html: str) -> list[str]:
+                return re.findall(r'<td class="id"><a href="/runs/([0-9a-f-]{36})"', html)
+
+            first = (await c.get("/")).text
+            # Served from the 1,000 newest runs, and it says so; every row is a real run.
+            assert "1,000+" in first and "the whole list is loading" in first
+            assert len(rows(first)) == 50 and set(rows(first)) <= {str(r) for r in order[:1000]}
+            await app.inspector.runs.settle()
+            whole = (await c.get("/")).text
+            assert "1,060" in whole and "loading" not in whole and len(rows(whole)) == 50
+            assert len(rows((await c.get("/?offset=1050")).text)) == 10
+        await app.aclose()
+
+
+async def test_cli_runs_lists_every_run_a_page_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    async with SqliteStore.open(path) as store:
+        made = await _runs(store, 5)
+        listed = await store.list_runs()
+    proc = subprocess.run([sys.executable, "-m", "mfm_store", "runs", "--db", str(path),
+                           "--json"], capture_output=True, text=True, cwd=REPO, check=True)
+    expected = [{"run_id": str(s.run_id), "op_id": s.op_id, "status": s.status,
+                 "events": s.head_seq, "created_millis": s.created_millis,
+                 "updated_millis": s.updated_millis, "forked_from": None} for s in listed]
+    # Byte for byte what json.dumps of the whole list writes.
+    assert proc.stdout == json.dumps(expected, ensure_ascii=False, indent=2) + "\n"
+    text = subprocess.run([sys.executable, "-m", "mfm_store", "runs", "--db", str(path)],
+                          capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert [line.split()[0] for line in text.splitlines()[1:]] == [str(r) for r in made]
