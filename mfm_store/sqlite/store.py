@@ -30,7 +30,6 @@ from ..errors import (
     StorageError,
 )
 from ..events import (
-    DOMAIN_FACT_RECORDED,
     DomainEvent,
     EventEnvelope,
     decode_event,
@@ -634,41 +633,6 @@ def _rows_v3(run_id: RunId, rid: str, envelopes: list[EventEnvelope]
         rows.append((seq, ts, kind, name, sum_at(head, seq, tail_of(ts, kind, name), body),
                      body))
     return rows, _rules.scan_events(run_id, envelopes)
-
-
-def _event_rows(run_id: RunId, envelopes: list[EventEnvelope]
-                ) -> tuple[list[tuple[Any, ...]], dict[str, tuple[ArtifactId, int]],
-                           str | None, str | None]:
-    """Schema-2 event rows ``(seq, ts, kind, name, checksum, body)`` (checksum of the body
-    seeded with the seq), the bindings, op id and status they make. Kept for other backends
-    that store that checksum; the SQLite store writes :func:`_rows_v3`."""
-    rows: list[tuple[Any, ...]] = []
-    bindings: dict[str, tuple[ArtifactId, int]] = {}
-    op_id: str | None = None
-    status: str | None = None
-    for env in envelopes:
-        event, seq = env.event, env.seq
-        try:
-            body = encode_event(event)
-        except Exception as exc:
-            raise StorageError(f"event {seq} of run {run_id} cannot be encoded: {exc}",
-                               code=CODE_INVALID_ENVELOPES) from exc
-        if type(event) is DomainEvent:
-            name = event.name
-            rows.append((seq, env.ts_millis, "Domain", name, checksum(body, seq), body))
-            if name == DOMAIN_FACT_RECORDED:
-                binding = _rules.fact_binding_of(event)
-                if binding is not None:
-                    key, pid = binding
-                    if key not in bindings:
-                        bindings[key] = (pid, seq)
-                    elif bindings[key][0] != pid:
-                        raise _rules.binding_conflict(run_id, key, bindings[key][0], pid)
-            continue
-        rows.append((seq, env.ts_millis, type(event).__name__, None, checksum(body, seq), body))
-        op_id = _rules.op_id_of(event) or op_id
-        status = _rules.status_after(event) or status
-    return rows, bindings, op_id, status
 
 
 class _RunState:
