@@ -35,6 +35,7 @@ from mfm_store.stores import RunSummary, Store, iter_runs
 from mfm_store.transfer import export_jsonl, import_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
+SMALL, LARGE = 8_000, 32_000  # events of the files whose verify and export are measured
 
 
 async def _runs(store: Store, n: int) -> list[RunId]:
@@ -121,12 +122,13 @@ async def test_bad_paging_arguments_are_refused(store: Store) -> None:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """Generated files of 2k and 30k events (bindings and artifacts in proportion)."""
+    """Generated files of 8k and 32k events (bindings and artifacts in proportion), both
+    larger than SQLite's page cache."""
     import asyncio
 
     folder = tmp_path_factory.mktemp("whole")
     out = {}
-    for events in (2_000, 30_000):
+    for events in (SMALL, LARGE):
         path = folder / f"w{events}.db"
         asyncio.run(build(path, events, quiet=True))
         out[events] = path
@@ -146,13 +148,14 @@ def _peak_growth(op: str, path: Path, scratch: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("op", ["verify", "export"])
 def test_peak_memory_does_not_grow_with_the_file(files: dict[int, Path], tmp_path: Path,
                                                   op: str) -> None:
-    small = _peak_growth(op, files[2_000], tmp_path)
-    large = _peak_growth(op, files[30_000], tmp_path)
+    small = _peak_growth(op, files[SMALL], tmp_path)
+    large = _peak_growth(op, files[LARGE], tmp_path)
     if op == "verify":
         assert small["ok"] and large["ok"]
-    # Fifteen times the events, bindings and artifacts: what the operation keeps per row
-    # would show as megabytes here (verify kept ~12 MB more on the larger file before).
-    assert large["growth"] - small["growth"] < 4.0, (small, large)
+    # Four times the events, bindings and artifacts. Measured here: verify and export grow
+    # by 1-2 MB (SQLite's caches of the TEMP tables filling; flat from 100k to 5M events,
+    # see README), verify at 8faf2ae by 11 MB and export by 3 MB.
+    assert large["growth"] - small["growth"] < 3.0, (small, large)
 
 
 # export: the same bytes as through the store protocol
