@@ -36,9 +36,6 @@ KNOWN_BARE_CODES: dict[tuple[str, str], str] = {
     ("mfm_store/transfer.py", "import_diverged"): "STREAM",
     ("mfm_store/transfer.py", "run_not_found"): "STREAM",
     ("mfm_store/cli/_inspect.py", "invalid_id"): "STREAM",
-    ("mfm_store/cli/_inspect.py", "run_not_found"): "STREAM",
-    ("mfm_store/_paging.py", "run_not_found"): "STREAM (new module, in progress)",
-    ("mfm_store/sqlite/_snapshot.py", "run_not_found"): "STREAM (new module, in progress)",
 }
 # Strings equal to a code that are not codes.
 NOT_CODES = {("mfm_store/engine/replay.py", "missing_fact")}  # ReplayOutcome.MISSING_FACT
