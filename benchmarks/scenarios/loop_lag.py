@@ -116,10 +116,10 @@ async def lag_round(store: SqliteStore | None, tasks: int, per_task: int,
     return Sample(tasks * per_task if store is not None else len(lags), seconds, (), extra)
 
 
-def _lag_finding(samples: list[Sample], key: str, description: str,
+def _lag_finding(samples: dict[str, list[Sample]], side: str, key: str, description: str,
                  target: Target | None = None) -> Finding:
-    return Finding(f"{key} ({'ours' if target else 'idle'})", description,
-                   tuple(s.extra[key] for s in samples), _MS, target)
+    return Finding(f"{key} ({side})", description, tuple(s.extra[key] for s in samples[side]),
+                   _MS, target)
 
 
 async def loop_lag(ctx: Context) -> ScenarioResult:
@@ -148,16 +148,14 @@ async def loop_lag(ctx: Context) -> ScenarioResult:
         await store.close()
     res.add_sides(sides, samples)
     res.findings += [
-        _lag_finding(samples["ours"], "lag_p99_ms", "p99 of how late the ticker wakes",
+        _lag_finding(samples, "ours", "lag_p99_ms", "p99 of how late the ticker wakes",
                      Target("<=", 1.0, _MS)),
-        _lag_finding(samples["ours"], "lag_p50_ms", "median lag",
-                     Target("<=", 1.0, _MS)),
-        _lag_finding(samples["ours"], "lag_max_ms", "longest lag",
-                     Target("<=", 1000.0, _MS)),
-        _lag_finding(samples["ours"], "own_p99_ms",
+        _lag_finding(samples, "ours", "own_p99_ms",
                      "p99 lag less the time the loop's thread waited for a CPU",
                      Target("<=", 1.0, _MS)),
-        _lag_finding(samples["idle"], "lag_p99_ms", "p99 lag of the ticker on an idle loop"),
+        _lag_finding(samples, "ours", "lag_p50_ms", "median lag"),
+        _lag_finding(samples, "ours", "lag_max_ms", "longest lag"),
+        _lag_finding(samples, "idle", "lag_p99_ms", "p99 lag of the ticker on an idle loop"),
     ]
     return res
 
