@@ -58,6 +58,8 @@ Durability = Literal["full", "normal"]
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 _HEAD_CACHE = 10_000
 _OPTIMISTIC_TRIES = 3
+_ARTIFACT_PAGE = "SELECT id, kind FROM artifacts WHERE id > %s ORDER BY id LIMIT %s"
+_ARTIFACT_PAGE_SIZE = 500  # iter_artifacts() rows per query
 
 
 class PostgresStore:
@@ -431,7 +433,15 @@ class PostgresStore:
         """Every artifact (or those of ``ids`` the store holds) as ``(id, kind, bytes)``, in
         id order, one at a time; each is checked as by :meth:`get`."""
         if ids is None:
-            metas = [(aid, kind) for aid, kind, _s, _c in await self._fetchall(q.ARTIFACT_META, ())]
+            # Keyset pages by id: memory stays bounded by one page whatever the count.
+            after = ""
+            while True:
+                page = await self._fetchall(_ARTIFACT_PAGE, (after, _ARTIFACT_PAGE_SIZE))
+                for aid, kind in page:
+                    yield ArtifactId(aid), ArtifactKind.parse(kind), await self.get(aid)
+                if len(page) < _ARTIFACT_PAGE_SIZE:
+                    return
+                after = page[-1][0]
         else:
             metas = []
             for aid in sorted(set(ids)):

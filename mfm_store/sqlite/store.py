@@ -59,6 +59,7 @@ _I64 = 1 << 63
 _U64 = 1 << 64
 _T = TypeVar("_T")
 _KIND_BATCH = 500  # ids per json_each query in iter_artifacts(ids)
+_ARTIFACT_PAGE = "SELECT id, kind FROM artifacts WHERE id > ? ORDER BY id LIMIT ?"
 
 
 def checksum(data: bytes, seed: int = 0) -> int:
@@ -526,7 +527,15 @@ class SqliteStore:
         """Every artifact (or those of ``ids`` the store holds) as ``(id, kind, bytes)``, in
         id order, one at a time; each is checked as by :meth:`get`."""
         if ids is None:
-            metas = [(aid, kind) for aid, kind, _s, _c in await self._fetchall(q.ARTIFACT_META, ())]
+            # Keyset pages by id: memory stays bounded by one page whatever the count.
+            after = ""
+            while True:
+                page = await self._fetchall(_ARTIFACT_PAGE, (after, _KIND_BATCH))
+                for aid, kind in page:
+                    yield ArtifactId(aid), self._kind_of(aid, kind), await self.get(aid)
+                if len(page) < _KIND_BATCH:
+                    return
+                after = page[-1][0]
         else:
             # The kinds of many ids in one query each (json_each of a batch): one query per
             # id made push no faster than export + import (benchmarks/sync_bench.py).
@@ -537,12 +546,14 @@ class SqliteStore:
                 metas.extend(tuple(r) for r in await self._fetchall(q.ARTIFACT_KINDS, (batch,)))
         for aid, kind in metas:
             data = await self.get(aid)
-            try:
-                parsed = ArtifactKind.parse(kind)
-            except ValueError as exc:
-                raise CorruptionError(f"{self._path}: artifact {aid} has an unreadable kind "
-                                      f"({exc}); run verify") from exc
-            yield ArtifactId(aid), parsed, data
+            yield ArtifactId(aid), self._kind_of(aid, kind), data
+
+    def _kind_of(self, aid: str, kind: str) -> ArtifactKind:
+        try:
+            return ArtifactKind.parse(kind)
+        except ValueError as exc:
+            raise CorruptionError(f"{self._path}: artifact {aid} has an unreadable kind "
+                                  f"({exc}); run verify") from exc
 
     async def prune(self, run_ids: Iterable[RunId | str] | None = None, *,
                     finished_before: int | float | datetime | None = None,
