@@ -443,13 +443,13 @@ class PostgresStore:
                     return
                 after = page[-1][0]
         else:
-            metas = []
+            metas: list[tuple[str, str]] = []
             for aid in sorted(set(ids)):
                 rows = await self._fetchall(q.ARTIFACT_KIND, (aid,))
                 if rows:
                     metas.append((aid, rows[0][0]))
         for aid, kind in metas:
-            yield ArtifactId(aid), ArtifactKind.parse(kind), await self.get(aid)
+            yield ArtifactId(aid), ArtifactKind.parse(kind), await self.get(ArtifactId(aid))
 
     # facts
 

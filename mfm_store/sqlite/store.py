@@ -540,12 +540,12 @@ class SqliteStore:
             # The kinds of many ids in one query each (json_each of a batch): one query per
             # id made push no faster than export + import (benchmarks/sync_bench.py).
             wanted = sorted({_rules.artifact_id_of(a) for a in ids})
-            metas = []
+            metas: list[tuple[str, str]] = []
             for start in range(0, len(wanted), _KIND_BATCH):
                 batch = json.dumps(wanted[start:start + _KIND_BATCH])
                 metas.extend(tuple(r) for r in await self._fetchall(q.ARTIFACT_KINDS, (batch,)))
         for aid, kind in metas:
-            data = await self.get(aid)
+            data = await self.get(ArtifactId(aid))
             yield ArtifactId(aid), self._kind_of(aid, kind), data
 
     def _kind_of(self, aid: str, kind: str) -> ArtifactKind:
