@@ -42,7 +42,8 @@ import psycopg
 from mfm_store import ArtifactKind, DomainEvent, EventEnvelope, RunId
 from mfm_store.events import encode_event
 from mfm_store.postgres import PostgresStore
-from mfm_store.sqlite import _checksums as cs
+
+from . import raw as cs  # the row checksums as the README defines them
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -48,9 +48,10 @@ from mfm_store import (
 from mfm_store.errors import CorruptionError
 from mfm_store.ids import ArtifactId
 from mfm_store.sqlite import SqliteStore
-from mfm_store.sqlite import _checksums as cs
 from mfm_store.sync import sync
 from mfm_store.transfer import export_jsonl, import_jsonl
+
+from . import raw as cs  # the row checksums as the README defines them
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = canonical_json_bytes({"op": "bench", "states": 44})

@@ -58,9 +58,6 @@ _CLI_TOOLKIT = ("unowned (ui/): the ui command's wiring uses the CLI toolkit; to
 
 # Today's violations: (rule, importer, imported module, name for rule c) -> who fixes it.
 KNOWN: dict[tuple[str, str, str, str | None], str] = {
-    # (b) benchmarks reaching into the SQLite backend's private modules
-    ("b", "benchmarks.pg", "mfm_store.sqlite._checksums", None): "unowned (benchmarks)",
-    ("b", "benchmarks.sync_bench", "mfm_store.sqlite._checksums", None): "unowned (benchmarks)",
     # (b) the ui command, living in ui/, imports the CLI's private toolkit (and back)
     ("b", "mfm_store.ui._command", "mfm_store.cli._common", None): _CLI_TOOLKIT,
     ("b", "mfm_store.ui.__main__", "mfm_store.cli._common", None): _CLI_TOOLKIT,
