@@ -391,7 +391,7 @@ async def test_an_open_run_page_follows_new_events(tmp_path: Path) -> None:
 def test_register_adds_the_ui_command() -> None:
     import argparse
 
-    from mfm_store.ui._command import register, run
+    from mfm_store.cli._ui import register, run
 
     parser = argparse.ArgumentParser(prog="mfm-store")
     register(parser.add_subparsers())

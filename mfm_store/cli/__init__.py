@@ -32,9 +32,12 @@ from ._common import (
     add_db_option,
     exit_code_for,
     redact,
+    shown_target,
 )
 
-__all__ = ["CODE_INTERNAL", "build_parser", "main"]
+# The error type, exit codes and URL shortening are also used by mfm_store.ui.serve.
+__all__ = ["CODE_INTERNAL", "EXIT_FILE", "EXIT_USAGE", "CliError", "build_parser", "main",
+           "shown_target"]
 
 
 _EPILOG = f"""\
@@ -54,8 +57,7 @@ example:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..ui import _command as _ui_command
-    from . import _demo, _fork, _inspect, _maintain, _prune, _sync, _tail, _transfer
+    from . import _demo, _fork, _inspect, _maintain, _prune, _sync, _tail, _transfer, _ui
 
     parser = CliParser(
         prog="mfm-store", description="Inspect, check, move and demo mfm_store databases "
@@ -64,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_db_option(parser)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (_demo, _inspect, _maintain, _transfer, _sync, _fork, _tail, _prune,
-                   _ui_command):
+    for module in (_demo, _inspect, _maintain, _transfer, _sync, _fork, _tail, _prune, _ui):
         module.register(subparsers)
     return parser
 

@@ -1,8 +1,8 @@
 """``mfm-store ui``: a local, read-only web inspector for a store (the ``ui`` extra).
 
 :func:`serve` opens a store read-only and serves pages on a loopback address until Ctrl-C;
-:func:`create_app` builds the ASGI application over an open store. The command line uses
-``add_arguments`` and ``run`` from ``mfm_store.ui._command``. Importing this package does not
+:func:`create_app` builds the ASGI application over an open store. The ``mfm-store ui`` command
+(``mfm_store/cli/_ui.py``) calls :func:`serve`. Importing this package does not
 import the extra's libraries (Starlette, uvicorn, Jinja2); :func:`create_app` does.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._command import serve
+from ._serve import serve
 
 if TYPE_CHECKING:
     from ._app import InspectorApp, create_app
