@@ -62,7 +62,7 @@ from .events import (
     StateFailed,
 )
 from .ids import ArtifactId, RunId
-from .stores import ArtifactKind, ProgressFn, Store
+from .stores import ArtifactKind, ProgressFn, Store, iter_runs
 
 __all__ = [
     "CODE_RUN_NOT_FOUND",
@@ -79,7 +79,11 @@ __all__ = [
 _EVENT_BATCH = 500
 _MISSING_BATCH = 500
 _PUT_BATCH_BYTES = 8 << 20
-_KNOWN_MAX = 1 << 20
+_KNOWN_MAX = 1 << 15  # ids remembered as present at the destination (~5 MB at most)
+_RUN_PAGE = 1000  # source runs planned at a time
+# Up to this many destination runs, their heads are read in one pass (list_runs pages) and
+# kept; beyond it, each page of source runs asks the destination for those runs' heads.
+_DST_HEADS_MAX = 20_000
 # Errors that concern one run (its data, or a writer racing us there): reported for that run
 # while the others continue. Anything else (the store went away, is read-only, the disk is
 # full) stops the whole sync; running it again resumes it.
@@ -215,7 +219,7 @@ class _Sync:
         self.added = self.extended = self.unchanged = self.ahead = 0
         self.events = self.compared = 0
         self.artifacts_copied = self.artifacts_present = self.artifact_bytes = 0
-        self.problems: list[RunProblem] = []
+        self.problems: list[tuple[int, RunProblem]] = []  # (place in source order, problem)
 
     # artifacts
 
@@ -366,20 +370,20 @@ class _Sync:
         else:
             self.extended += 1
 
-    async def run_one(self, plan: _Plan) -> None:
+    async def run_one(self, place: int, plan: _Plan) -> None:
         try:
             await self._copy(plan)
         except SyncDivergedError as exc:
-            self.problems.append(RunProblem(run_id=plan.run_id, code=exc.info.code,
-                                            message=str(exc), seq=exc.seq))
+            self.problems.append((place, RunProblem(run_id=plan.run_id, code=exc.info.code,
+                                                    message=str(exc), seq=exc.seq)))
         except ConcurrencyError as exc:
-            self.problems.append(RunProblem(run_id=plan.run_id, code=exc.info.code,
-                                            message=f"run {plan.run_id}: {exc}"))
+            self.problems.append((place, RunProblem(run_id=plan.run_id, code=exc.info.code,
+                                                    message=f"run {plan.run_id}: {exc}")))
         except MfmError as exc:
             if exc.info.code not in _RUN_CODES:
                 raise
-            self.problems.append(RunProblem(run_id=plan.run_id, code=exc.info.code,
-                                            message=f"run {plan.run_id}: {exc}"))
+            self.problems.append((place, RunProblem(run_id=plan.run_id, code=exc.info.code,
+                                                    message=f"run {plan.run_id}: {exc}")))
 
 
 def _run_id(value: object) -> RunId:
@@ -393,27 +397,60 @@ def _run_id(value: object) -> RunId:
     raise StorageError(f"invalid run_id: {value!r}"[:200], code=CODE_INVALID_ID)
 
 
-async def _heads(store: Store, run_ids: list[RunId] | None) -> dict[RunId, int]:
-    if run_ids is None:
-        return {s.run_id: s.head_seq for s in await store.list_runs()}
-    heads = await asyncio.gather(*(store.head_seq(r) for r in run_ids))
-    return dict(zip(run_ids, heads, strict=True))
+async def _heads(store: Store, run_ids: list[RunId]) -> list[int]:
+    return list(await asyncio.gather(*(store.head_seq(r) for r in run_ids)))
 
 
-async def _plans(src: Store, dst: Store, runs: Iterable[RunId | str] | None,
-                 full_check: bool) -> tuple[list[_Plan], int]:
-    """The runs to look at (source order) and the number of runs considered."""
-    wanted: list[RunId] | None = None
-    if runs is not None:
-        wanted = list(dict.fromkeys(_run_id(r) for r in runs))
-    src_heads, dst_heads = await asyncio.gather(_heads(src, wanted), _heads(dst, wanted))
+async def _all_heads(store: Store) -> dict[RunId, int] | None:
+    """Every run's head, if the store holds at most ``_DST_HEADS_MAX`` runs, else None."""
+    heads: dict[RunId, int] = {}
+    async for summary in iter_runs(store, page_size=_RUN_PAGE):
+        if len(heads) >= _DST_HEADS_MAX:
+            return None
+        heads[summary.run_id] = summary.head_seq
+    return heads
+
+
+async def _pages(src: Store, dst: Store, wanted: list[RunId] | None
+                 ) -> AsyncIterator[list[tuple[RunId, int, int]]]:
+    """``(run, source head, destination head)`` of the runs to look at, in source order, a
+    page at a time: every run of the source (:func:`iter_runs`) or those of ``wanted``.
+    Memory holds one page (and at most ``_DST_HEADS_MAX`` destination heads), whatever the
+    number of runs."""
     if wanted is not None:
-        absent = [r for r in wanted if src_heads[r] == 0]
-        if absent:
-            raise RunNotFoundError(f"run not found in the source: {absent[0]}")
-    plans = [_Plan(rid, head, dst_heads.get(rid, 0)) for rid, head in src_heads.items()
-             if head > 0 and (full_check or head != dst_heads.get(rid, 0))]
-    return plans, sum(1 for h in src_heads.values() if h > 0)
+        src_heads, dst_heads = await asyncio.gather(_heads(src, wanted), _heads(dst, wanted))
+        yield list(zip(wanted, src_heads, dst_heads, strict=True))
+        return
+    known = await _all_heads(dst)
+    page: list[tuple[RunId, int]] = []
+
+    async def flush() -> list[tuple[RunId, int, int]]:
+        if known is not None:
+            dst_heads = [known.get(rid, 0) for rid, _ in page]
+        else:
+            dst_heads = await _heads(dst, [rid for rid, _ in page])
+        out = [(rid, head, dst_head) for (rid, head), dst_head in zip(page, dst_heads,
+                                                                         strict=True)]
+        page.clear()
+        return out
+
+    async for summary in iter_runs(src, page_size=_RUN_PAGE):
+        page.append((summary.run_id, summary.head_seq))
+        if len(page) >= _RUN_PAGE:
+            yield await flush()
+    if page:
+        yield await flush()
+
+
+async def _wanted(src: Store, runs: Iterable[RunId | str] | None) -> list[RunId] | None:
+    """The runs of ``runs`` (checked: each must be in the source), or None for every run."""
+    if runs is None:
+        return None
+    wanted = list(dict.fromkeys(_run_id(r) for r in runs))
+    for rid, head in zip(wanted, await _heads(src, wanted), strict=True):
+        if head == 0:
+            raise RunNotFoundError(f"run not found in the source: {rid}")
+    return wanted
 
 
 async def sync(src: Store, dst: Store, *, runs: Iterable[RunId | str] | None = None,
@@ -421,7 +458,8 @@ async def sync(src: Store, dst: Store, *, runs: Iterable[RunId | str] | None = N
                concurrency: int = 8) -> SyncReport:
     """Copy to ``dst`` what it lacks of ``src``'s runs (all, or those of ``runs``).
 
-    ``src`` is only read. Runs are copied up to the heads they had when the sync began,
+    ``src`` is only read. Runs are listed a page at a time (memory stays bounded whatever
+    their number) and copied up to the heads they had when their page was listed,
     ``concurrency`` runs at a time. A run that diverges, that a writer at ``dst`` appends to
     meanwhile, or whose data ``dst`` refuses is listed in ``report.problems`` and the others
     continue; a failure of a store itself (unavailable, read-only, disk full) is raised, and
@@ -434,16 +472,43 @@ async def sync(src: Store, dst: Store, *, runs: Iterable[RunId | str] | None = N
                            code=CODE_INVALID_ARGUMENT)
     started = time.perf_counter()
     report = progress or _no_progress
-    plans, considered = await _plans(src, dst, runs, full_check)
-    total = sum(max(p.src_head - p.dst_head, 0) for p in plans)
+    wanted = await _wanted(src, runs)
+    total = 0
+    if progress is not None:
+        # The total for the progress report takes a first pass over the heads (no copy).
+        async for page in _pages(src, dst, wanted):
+            total += sum(max(head - dst_head, 0) for _rid, head, dst_head in page)
     report("sync", 0, total)
     state = _Sync(src, dst, report)
-    state.unchanged = considered - len(plans)
+    considered = place = 0
+    async for page in _pages(src, dst, wanted):
+        plans: list[tuple[int, _Plan]] = []
+        for rid, head, dst_head in page:
+            if head <= 0:
+                continue
+            considered += 1
+            place += 1
+            if full_check or head != dst_head:
+                plans.append((place, _Plan(rid, head, dst_head)))
+            else:
+                state.unchanged += 1
+        await _run_plans(state, plans, concurrency)
+    problems = tuple(p for _place, p in sorted(state.problems, key=lambda item: item[0]))
+    return SyncReport(
+        runs=considered, runs_added=state.added, runs_extended=state.extended,
+        runs_unchanged=state.unchanged, runs_ahead=state.ahead, events_copied=state.events,
+        events_compared=state.compared, artifacts_copied=state.artifacts_copied,
+        artifacts_present=state.artifacts_present, artifact_bytes=state.artifact_bytes,
+        problems=problems, seconds=time.perf_counter() - started)
+
+
+async def _run_plans(state: _Sync, plans: list[tuple[int, _Plan]], concurrency: int) -> None:
+    """Copy ``plans`` (one page of runs), ``concurrency`` runs at a time."""
     queue = iter(plans)
 
     async def worker() -> None:
-        for plan in queue:
-            await state.run_one(plan)
+        for place, plan in queue:
+            await state.run_one(place, plan)
 
     tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(plans)))]
     try:
@@ -452,14 +517,6 @@ async def sync(src: Store, dst: Store, *, runs: Iterable[RunId | str] | None = N
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    order = {p.run_id: i for i, p in enumerate(plans)}
-    problems = tuple(sorted(state.problems, key=lambda p: order[p.run_id]))
-    return SyncReport(
-        runs=considered, runs_added=state.added, runs_extended=state.extended,
-        runs_unchanged=state.unchanged, runs_ahead=state.ahead, events_copied=state.events,
-        events_compared=state.compared, artifacts_copied=state.artifacts_copied,
-        artifacts_present=state.artifacts_present, artifact_bytes=state.artifact_bytes,
-        problems=problems, seconds=time.perf_counter() - started)
 
 
 async def push(local: Store, remote: Store, *, runs: Iterable[RunId | str] | None = None,
