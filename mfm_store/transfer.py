@@ -40,7 +40,14 @@ import attrs
 
 from ._rules import artifact_refs, fact_binding_of
 from .canonical import parse_json, respell_floats
-from .errors import NotFoundError, RunNotFoundError, StorageError
+from .errors import (
+    CODE_EXPORT_MALFORMED,
+    CODE_IMPORT_DIVERGED,
+    CODE_RUN_NOT_FOUND,
+    NotFoundError,
+    RunNotFoundError,
+    StorageError,
+)
 from .events import EventEnvelope, encode_event
 from .ids import ArtifactId, RunId
 from .stores import ArtifactKind, ProgressFn, Store, iter_runs
@@ -63,9 +70,6 @@ __all__ = [
 
 EXPORT_FORMAT = "mfm_store.export"
 EXPORT_VERSION = 1
-CODE_EXPORT_MALFORMED = "export_malformed"
-CODE_IMPORT_DIVERGED = "import_diverged"
-CODE_RUN_NOT_FOUND = "run_not_found"
 _T = TypeVar("_T")
 
 

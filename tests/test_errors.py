@@ -32,10 +32,6 @@ KNOWN_NOT_MFM: dict[str, str] = {}
 # (module path, code) spelled as a bare string outside errors.py, with who fixes them.
 KNOWN_BARE_CODES: dict[tuple[str, str], str] = {
     ("mfm_store/sqlite/store.py", "store_not_found"): "APPEND",
-    ("mfm_store/transfer.py", "export_malformed"): "STREAM",
-    ("mfm_store/transfer.py", "import_diverged"): "STREAM",
-    ("mfm_store/transfer.py", "run_not_found"): "STREAM",
-    ("mfm_store/cli/_inspect.py", "invalid_id"): "STREAM",
 }
 # Strings equal to a code that are not codes.
 NOT_CODES = {("mfm_store/engine/replay.py", "missing_fact")}  # ReplayOutcome.MISSING_FACT

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.fork import ForkOrigin, fork_origin
-from ..errors import CODE_RUN_NOT_FOUND
+from ..errors import CODE_INVALID_ID, CODE_RUN_NOT_FOUND
 from ..events import (
     DOMAIN_FACT_RECORDED,
     DomainEvent,
@@ -200,7 +200,7 @@ async def _artifact(args: argparse.Namespace) -> int:
         artifact_id = ArtifactId(args.id.strip().lower())
     except ValueError as exc:
         raise CliError(f"{exc} (an artifact id is 64 hex characters)", EXIT_USAGE,
-                       "invalid_id") from None
+                       CODE_INVALID_ID) from None
     db = db_text(args)
     database = Path(db) if is_path_target(db) else None
     if args.output is None and database is not None:
