@@ -218,14 +218,14 @@ async def test_a_context_that_cannot_be_stored_fails_the_state(store: Store) -> 
         ctx["price"] = 1.5
 
     async def leaky(ctx: Context, io: Any, rec: EventRecorder) -> None:
-        ctx["note"] = "Bearer abc"
+        ctx["note"] = "Bearer zyxwvu-token"
 
     for handler, code in [(floaty, "context_snapshot_not_canonical"),
                           (leaky, "secrets_detected")]:
         result = await start(store, one_state(handler))
         assert result.status is RunStatus.FAILED
         assert result.error is not None and result.error.info.code == code
-        assert "abc" not in await stream_text(store, result.run_id)
+        assert "zyxwvu" not in await stream_text(store, result.run_id)
 
 
 async def test_states_see_the_context_of_the_previous_state(store: Store) -> None:
