@@ -121,6 +121,11 @@ async def test_sigkill_of_a_client_at_random_moments_loses_no_acknowledged_write
             acknowledged_head = int(head)
             acknowledged_artifacts.append(aid)
         child.send_signal(signal.SIGKILL)
+        child.wait()
+        for line in child.stdout.read().splitlines():  # printed before the kill, unread
+            head, aid = line.split()
+            acknowledged_head = int(head)
+            acknowledged_artifacts.append(aid)
         reap(child)
         async with PostgresStore.open(dsn, schema=schema) as store:
             head = await store.head_seq(run)
