@@ -344,3 +344,14 @@ async def test_on_loop_commits_wait_for_another_process_off_the_loop(tmp_path: P
         assert await append == 1
         assert await holder.wait() == 0
         assert await store.append(run, 1, [tick(run, 2)]) == 2  # back on the loop
+
+
+async def test_a_writer_used_after_close_refuses_at_once(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "late.db")
+    writer = writer_of(store)  # as a long operation (prune) holds it across awaits
+    run = RunId.new()
+    await store.append(run, 0, [tick(run, 1)])
+    await store.close()
+    with pytest.raises(StorageError) as err:
+        await writer.run(lambda cur: None)
+    assert err.value.info.code == "store_closed"

@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
-from ..errors import MfmError
+from ..errors import CODE_STORE_CLOSED, MfmError, StorageError
 from ._errors import is_busy, translate
 
 R = TypeVar("R")
@@ -197,7 +197,10 @@ class GroupCommitWriter:
         self.on_commit: Callable[[], None] | None = None
 
     async def run(self, op: Op[R]) -> R:
-        """Run ``op`` in the next batch; return its result after COMMIT, or raise its error."""
+        """Run ``op`` in the next batch; return its result after COMMIT, or raise its error
+        (``StorageError`` code ``store_closed`` once :meth:`close` ran)."""
+        if self._closed:
+            raise StorageError(f"{self._where}: store is closed", code=CODE_STORE_CLOSED)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[R] = loop.create_future()
         self._pending.append(_Entry(op, fut))
