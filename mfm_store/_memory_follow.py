@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from . import _rules
 from .follow import After, Batch, FollowCursor, Follower, Hub, start_cursor
 from .ids import ArtifactId, RunId
-from .retention import KEPT_CHANGED, PruneReport, archive, choose
+from .retention import KEPT_CHANGED, PruneReport, archive, choose_runs
 from .stores import Store
 
 if TYPE_CHECKING:
@@ -59,8 +59,8 @@ async def prune(store: MemoryStore, run_ids: Iterable[RunId | str] | None, *,
                 ) -> PruneReport:
     """``MemoryStore.prune``: as the SQLite store's, without files or artifact ages."""
     store._check_open()
-    chosen, kept = choose(await store.list_runs(), run_ids, finished_before=finished_before,
-                          keep_last=keep_last)
+    chosen, kept = await choose_runs(store, run_ids, finished_before=finished_before,
+                                       keep_last=keep_last)
     if dry_run or not chosen:
         return PruneReport(runs=tuple(r.run_id for r in chosen), kept=tuple(kept),
                            events=sum(r.head_seq for r in chosen))

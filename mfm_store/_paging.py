@@ -11,8 +11,9 @@ from __future__ import annotations
 from . import _rules
 from .errors import RunNotFoundError
 from .ids import RunId
+from .stores import EventStore, iter_runs
 
-__all__ = ["check_list_runs", "unknown_after"]
+__all__ = ["check_list_runs", "match_run", "unknown_after"]
 
 
 def check_list_runs(after: object, limit: object, newest_first: object
@@ -33,3 +34,27 @@ def unknown_after(after: RunId) -> RunNotFoundError:
     """The error of a ``list_runs(after=...)`` naming a run the store does not hold (never
     created, or pruned since the previous page was read)."""
     return RunNotFoundError(f"list_runs(after=...): run not found: {after}")
+
+
+async def match_run(store: EventStore, text: str) -> tuple[RunId | None, int]:
+    """``(run, count)`` for a run id or a prefix of one (lowercase, as ids are written):
+    ``(that run, 1)`` if ``text`` is the id of a run, else the first run (creation order)
+    whose id starts with ``text`` and how many do; ``(None, 0)`` if none. A full id is one
+    lookup; a prefix reads the runs a page at a time, so memory holds one page."""
+    try:
+        exact = RunId.parse(text) if len(text) == 36 else None
+    except ValueError:
+        exact = None
+    if exact is not None and str(exact) == text and await store.head_seq(exact) > 0:
+        return exact, 1
+    first: RunId | None = None
+    count = 0
+    async for summary in iter_runs(store):
+        rid = str(summary.run_id)
+        if rid == text:
+            return summary.run_id, 1
+        if rid.startswith(text):
+            count += 1
+            if first is None:
+                first = summary.run_id
+    return first, count

@@ -8,6 +8,7 @@ transaction, and the artifacts no remaining run references. A running run is nev
 
 from __future__ import annotations
 
+import heapq
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -25,9 +26,10 @@ from .errors import (
     StorageError,
 )
 from .ids import ArtifactId, RunId
-from .stores import RunSummary, Store
+from .stores import EventStore, RunSummary, Store, iter_runs
 
-__all__ = ["CODE_ARCHIVE_MISMATCH", "PruneReport", "archive", "choose", "cutoff_millis"]
+__all__ = ["CODE_ARCHIVE_MISMATCH", "PruneReport", "archive", "choose", "choose_runs",
+           "cutoff_millis"]
 
 # Why a run asked for is kept.
 KEPT_RUNNING = "running"
@@ -119,6 +121,41 @@ def choose(runs: Sequence[RunSummary], run_ids: Iterable[RunId | str] | None, *,
     if cutoff is not None:
         finished = [r for r in finished if r.updated_millis < cutoff]
     return finished, kept
+
+
+async def choose_runs(store: EventStore, run_ids: Iterable[RunId | str] | None, *,
+                      finished_before: int | float | datetime | None, keep_last: int | None
+                      ) -> tuple[list[RunSummary], list[tuple[RunId, str]]]:
+    """:func:`choose` over ``store``'s runs read a page at a time (:func:`iter_runs`), with
+    the same result and errors: memory holds the runs asked for or chosen and the
+    ``keep_last`` newest finished ones, never every run."""
+    asked = None if run_ids is None else list(run_ids)
+    choose([], asked, finished_before=finished_before, keep_last=keep_last)  # the checks
+    if asked is not None:
+        ids = {str(value if isinstance(value, RunId) else RunId.parse(value)) for value in asked}
+        found = [r async for r in iter_runs(store) if str(r.run_id) in ids]
+        return choose(found, asked, finished_before=None, keep_last=None)
+    cutoff = cutoff_millis(finished_before)
+    # Keys (updated, place in creation order) give choose's order: sorted by update time,
+    # ties in list order. The keep_last largest keys of all finished runs are kept.
+    candidates: list[tuple[int, int, RunSummary]] = []
+    newest: list[tuple[int, int]] = []  # min-heap of the keep_last largest keys
+    place = 0
+    async for r in iter_runs(store):
+        place += 1
+        if r.status == _rules.STATUS_RUNNING:
+            continue
+        key = (r.updated_millis, place)
+        if keep_last:
+            if len(newest) < keep_last:
+                heapq.heappush(newest, key)
+            elif key > newest[0]:
+                heapq.heappushpop(newest, key)
+        if cutoff is None or r.updated_millis < cutoff:
+            candidates.append((r.updated_millis, place, r))
+    spared = set(newest)
+    candidates.sort(key=lambda item: (item[0], item[1]))
+    return [r for updated, at, r in candidates if (updated, at) not in spared], []
 
 
 async def _same_runs(src: Store, copy: Store, runs: Sequence[RunSummary]) -> None:

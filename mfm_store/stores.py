@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
-from .errors import CODE_INVALID_ARGUMENT, StorageError
+from .errors import CODE_INVALID_ARGUMENT, CODE_RUN_NOT_FOUND, NotFoundError, StorageError
 from .events import EventEnvelope
 from .ids import ArtifactId, FactKey, OpId, RunId
 
@@ -278,16 +278,34 @@ async def iter_runs(store: EventStore, *, page_size: int = 1000,
     a time with ``list_runs(after=..., limit=...)``: memory stays bounded by one page.
 
     Runs created meanwhile are seen when their place is still ahead (oldest first: always).
-    A run pruned meanwhile that ended a page makes the next page raise ``NotFoundError``
-    (``run_not_found``). ``page_size`` must be a positive int (``invalid_argument``)."""
+    A run pruned meanwhile that ended a page is stepped over: the next page starts after
+    the last run of that page that still exists (only if every run of the page is gone
+    does the next page raise ``NotFoundError``, ``run_not_found``). ``page_size`` must be
+    a positive int (``invalid_argument``)."""
     if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
         raise StorageError(f"page_size must be a positive integer, got {page_size!r}",
                            code=CODE_INVALID_ARGUMENT)
-    after: RunId | None = None
+    seen: list[RunId] = []  # the previous page's runs, in order
     while True:
-        page = await store.list_runs(after=after, limit=page_size, newest_first=newest_first)
+        page = await _page_after(store, seen, page_size, newest_first)
         for summary in page:
             yield summary
         if len(page) < page_size:
             return
-        after = page[-1].run_id
+        seen = [summary.run_id for summary in page]
+
+
+async def _page_after(store: EventStore, seen: list[RunId], limit: int,
+                      newest_first: bool) -> list[RunSummary]:
+    """The ``limit`` runs after the last of ``seen`` that the store still holds (the first
+    page when ``seen`` is empty). The runs of ``seen`` after that one are gone, so none is
+    repeated; no run can take a place between two others."""
+    if not seen:
+        return await store.list_runs(limit=limit, newest_first=newest_first)
+    for anchor in reversed(seen[1:]):
+        try:
+            return await store.list_runs(after=anchor, limit=limit, newest_first=newest_first)
+        except NotFoundError as exc:
+            if exc.info.code != CODE_RUN_NOT_FOUND:
+                raise
+    return await store.list_runs(after=seen[0], limit=limit, newest_first=newest_first)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol, TextIO, cast
 
 from .._open import is_postgres_target, open_store
+from .._paging import match_run
 from ..errors import (
     CODE_EXPORT_MALFORMED,
     CODE_NOT_A_DATABASE,
@@ -265,14 +266,11 @@ async def resolve_run(store: CliStore, text: str, where: str | os.PathLike[str])
     wanted = text.strip().lower()
     if not wanted:
         raise CliError("empty run id", EXIT_USAGE, CODE_USAGE)
-    ids = [str(s.run_id) for s in await store.list_runs()]
-    if wanted in ids:
-        return RunId.parse(wanted)
-    matches = [i for i in ids if i.startswith(wanted)]
-    if len(matches) == 1:
-        return RunId.parse(matches[0])
-    if matches:
-        raise CliError(f"run id prefix {shorten(text)} matches {len(matches)} runs; give "
+    found, count = await match_run(store, wanted)  # a page of runs at a time
+    if found is not None and count == 1:
+        return found
+    if count:
+        raise CliError(f"run id prefix {shorten(text)} matches {count} runs; give "
                        "more of it", EXIT_USAGE, CODE_USAGE)
     raise CliError(f"{shown_target(where)}: no run {shorten(text)} (list them with: "
                    "mfm-store runs)", EXIT_NOT_FOUND, CODE_RUN_NOT_FOUND)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .._open import is_postgres_target, open_store
+from .._paging import match_run
 from ..engine.errors import CODE_RUN_NOT_FOUND
 from ..engine.fork import ForkResult, fork
 from ..errors import CODE_STORE_NOT_FOUND, CODE_USAGE
@@ -74,12 +75,11 @@ async def _resolve(store: Store, text: str) -> RunId:
     wanted = text.strip().lower()
     if not wanted:
         raise CliError("empty run id", EXIT_USAGE, CODE_USAGE)
-    ids = [str(s.run_id) for s in await store.list_runs()]
-    matches = [i for i in ids if i == wanted] or [i for i in ids if i.startswith(wanted)]
-    if len(matches) == 1:
-        return RunId.parse(matches[0])
-    if matches:
-        raise CliError(f"run id prefix {shorten(text)} matches {len(matches)} runs; give "
+    found, count = await match_run(store, wanted)  # a page of runs at a time
+    if found is not None and count == 1:
+        return found
+    if count:
+        raise CliError(f"run id prefix {shorten(text)} matches {count} runs; give "
                        "more of it", EXIT_USAGE, CODE_USAGE)
     raise CliError(f"no run {shorten(text)} (list them with: mfm-store runs)", EXIT_NOT_FOUND,
                    CODE_RUN_NOT_FOUND)

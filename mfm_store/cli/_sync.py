@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._open import is_postgres_target, open_store
+from .._paging import match_run
 from ..errors import CODE_STORE_NOT_FOUND, CODE_USAGE
 from ..ids import RunId
 from ..stores import Store
@@ -80,16 +81,14 @@ async def _resolve(store: Store, texts: Sequence[str], where: str) -> list[RunId
     """Each ``--run`` as an id or a unique prefix of one of ``store``'s runs."""
     if not texts:
         return []
-    ids = [str(s.run_id) for s in await store.list_runs()]
     out: list[RunId] = []
     for text in texts:
         wanted = text.strip().lower()
-        matches = [i for i in ids if i == wanted] or [i for i in ids if wanted and
-                                                      i.startswith(wanted)]
-        if len(matches) == 1:
-            out.append(RunId.parse(matches[0]))
-        elif matches:
-            raise CliError(f"run id prefix {shorten(text)} matches {len(matches)} runs; give "
+        found, count = await match_run(store, wanted) if wanted else (None, 0)
+        if found is not None and count == 1:
+            out.append(found)
+        elif count:
+            raise CliError(f"run id prefix {shorten(text)} matches {count} runs; give "
                            "more of it", EXIT_USAGE, CODE_USAGE)
         else:
             raise CliError(f"{where}: no run {shorten(text)}", EXIT_NOT_FOUND,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .. import _rules
 from ..events import decode_event
 from ..ids import ArtifactId, RunId
-from ..retention import KEPT_CHANGED, PruneReport, archive, choose
+from ..retention import KEPT_CHANGED, PruneReport, archive, choose_runs
 from ..stores import Store
 from . import _queries as q
 from ._maintain import refs_since, unreferenced
@@ -34,8 +34,8 @@ async def prune(store: PostgresStore, run_ids: Iterable[RunId | str] | None, *,
                 artifact_min_age_seconds: float) -> PruneReport:
     if not dry_run:
         store._writable()
-    chosen, kept = choose(await store.list_runs(), run_ids, finished_before=finished_before,
-                          keep_last=keep_last)
+    chosen, kept = await choose_runs(store, run_ids, finished_before=finished_before,
+                                       keep_last=keep_last)
     if dry_run or not chosen:
         return PruneReport(runs=tuple(r.run_id for r in chosen), kept=tuple(kept),
                            events=sum(r.head_seq for r in chosen))

@@ -20,7 +20,7 @@ from .. import _rules
 from ..errors import CODE_INVALID_ARGUMENT, StorageError
 from ..events import decode_event
 from ..ids import ArtifactId, RunId
-from ..retention import KEPT_CHANGED, KEPT_NEWEST, PruneReport, archive, choose
+from ..retention import KEPT_CHANGED, KEPT_NEWEST, PruneReport, archive, choose_runs
 from ..stores import Store
 from ._gc import refs_since
 
@@ -95,8 +95,8 @@ async def prune(store: SqliteStore, run_ids: Iterable[RunId | str] | None, *,
     if store.schema_version < 4 and not dry_run:
         raise StorageError(f"{store.path}: prune needs schema 4 (open the file writable once)",
                            code=CODE_INVALID_ARGUMENT)
-    chosen, kept = choose(await store.list_runs(), run_ids, finished_before=finished_before,
-                          keep_last=keep_last)
+    chosen, kept = await choose_runs(store, run_ids, finished_before=finished_before,
+                                       keep_last=keep_last)
     size_before = store.path.stat().st_size
     if dry_run or not chosen:
         return PruneReport(runs=tuple(r.run_id for r in chosen), kept=tuple(kept),
