@@ -33,14 +33,18 @@ from ..stores import ArtifactKind, FactBinding
 from . import _checksums as cs
 from . import _queries as q
 
-__all__ = ["FactWrite", "RunRow", "artifact_row", "check_bind", "fact_event_body"]
+__all__ = ["FactWrite", "NewRow", "RunRow", "artifact_row", "check_bind", "fact_event_body"]
 
 # (run_pk, head_seq, op_id, status, created_ms): what the store knows of a run it wrote.
 RunRow = tuple[int, int, "str | None", str, int]
-Result = tuple[FactBinding, "RunRow | None"]
+# The run's row after a write, with its checksum prefix (cs.run_prefix) for the next one.
+NewRow = tuple[int, int, "str | None", str, int, str]
+Result = tuple[FactBinding, "NewRow | None"]
 
 _KIND = str(ArtifactKind.FACT_PAYLOAD)
 _DOMAIN = "Domain"
+# The event checksum's seed text after the seq, the same for every fact_recorded event.
+_EVENT_TAIL = cs.event_tail(None, _DOMAIN, DOMAIN_FACT_RECORDED)
 
 # Binding inserts that also check, in the same statement, that the run's row is the one the
 # writer knows (?1 is still run ?7, at head ?6) and, for bind_fact, that the payload is stored:
@@ -86,8 +90,12 @@ def fact_event_body(key: str, payload_id: str, refs: Sequence[str] = ()) -> byte
 
 def artifact_row(data: bytes, payload_id: str | None = None) -> tuple[Any, ...]:
     """The ``artifacts`` row of a fact payload (``payload_id``: its SHA-256, if known)."""
-    aid = hashlib.sha256(data).hexdigest() if payload_id is None else payload_id
+    aid = hashlib.sha256(data).hexdigest() if payload_id is None else str(payload_id)
     size = len(data)
+    # Exact str and bytes: sqlite3 binds a subclass (CheckedPayload, ArtifactId) only after a
+    # failed adapter lookup, which costs more than the copy.
+    if type(data) is not bytes:
+        data = bytes(data)
     return (aid, _KIND, size, cs.artifact_sum(aid, _KIND, size, data), _rules.now_millis(),
             data)
 
@@ -98,50 +106,55 @@ class FactWrite:
 
     Returns ``(binding, run row after the write)`` (run row None when nothing was written).
     ``known`` is the run's row as the store last wrote it, if it did: the guess the fast path
-    checks in SQL.
+    checks in SQL; ``prefix`` its checksum prefix (``cs.run_prefix``), if the store kept it.
+    The rows and the answer of the fast path are made here, before the write: the batch
+    itself (:meth:`run_together`) only runs SQL.
     """
 
-    __slots__ = ("artifact", "body", "expected", "fast", "key", "known", "now", "payload_id",
-                 "refs", "rid")
+    __slots__ = ("artifact", "bind_row", "body", "event_row", "expected", "key", "known",
+                 "move_row", "now", "payload_id", "refs", "result", "rid")
 
     def __init__(self, rid: str, key: str, payload_id: ArtifactId, expected_seq: int | None,
                  artifact: tuple[Any, ...] | None, refs: Sequence[ArtifactId],
-                 known: RunRow | None) -> None:
+                 known: RunRow | None, prefix: str | None = None) -> None:
         self.rid, self.key, self.payload_id = rid, key, payload_id
         self.expected, self.artifact, self.refs, self.known = expected_seq, artifact, refs, known
         self.body = fact_event_body(key, payload_id, refs)
         self.now = _rules.now_millis() if artifact is None else artifact[4]
-        # The rows of the fast path, made before the write (the writer thread only runs SQL).
-        self.fast: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] | None = None
+        # The fast path's answer; None: the general path decides.
+        self.result: Result | None = None
         if known is not None and not refs and expected_seq in (None, known[1]):
-            self.fast = self._rows(known)
+            self.bind_row, self.event_row, self.move_row, self.result = self._rows(known,
+                                                                                   prefix)
 
-    def _rows(self, known: RunRow) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
-        """The binding (with the head it expects), event and head-move rows at ``known``."""
+    def _rows(self, known: RunRow, prefix: str | None
+              ) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...], Result]:
+        """The binding (with the head it expects), event and head-move rows at ``known``, and
+        the answer once they are written."""
         pk, head, op_id, status, created = known
-        rid, key, pid, now = self.rid, self.key, self.payload_id, self.now
+        rid, body, now = self.rid, self.body, self.now
+        # Exact str: sqlite3 binds a subclass (CheckedKey, ArtifactId) through a slow lookup.
+        key, pid = str(self.key), str(self.payload_id)
+        if prefix is None:
+            prefix = cs.run_prefix(pk, rid, op_id, status)
         seq = head + 1
         return ((pk, key, pid, seq, cs.binding_sum(rid, key, pid, seq), head, rid),
                 (pk, seq, None, _DOMAIN, DOMAIN_FACT_RECORDED,
-                 cs.event_sum(rid, seq, None, _DOMAIN, DOMAIN_FACT_RECORDED, self.body),
-                 self.body),
-                (seq, now, cs.run_sum(pk, rid, op_id, status, seq, created, now), pk, head))
-
-    def _result(self, known: RunRow) -> Result:
-        pk, head, op_id, status, created = known
-        return FactBinding(self.payload_id, True, head + 1), (pk, head + 1, op_id, status,
-                                                              created)
+                 cs.event_sum_at(rid + "\0", seq, _EVENT_TAIL, body), body),
+                (seq, now, cs.run_sum_at(prefix, seq, created, now), pk, head),
+                (FactBinding(self.payload_id, True, seq),
+                 (pk, seq, op_id, status, created, prefix)))
 
     def __call__(self, cur: sqlite3.Cursor) -> Result:
-        fast, known = self.fast, self.known
-        if fast is not None and known is not None:
+        result = self.result
+        if result is not None:
             bind = _BIND_IF_HEAD if self.artifact is not None else _BIND_IF_HEAD_AND_PAYLOAD
-            if cur.execute(bind, fast[0]).rowcount == 1:
+            if cur.execute(bind, self.bind_row).rowcount == 1:
                 if self.artifact is not None:
                     cur.execute(q.ARTIFACT_INSERT, self.artifact)
-                cur.execute(q.EVENT_INSERT, fast[1])
-                cur.execute(q.RUN_MOVE_HEAD, fast[2])
-                return self._result(known)
+                cur.execute(q.EVENT_INSERT, self.event_row)
+                cur.execute(q.RUN_MOVE_HEAD, self.move_row)
+                return result
         return self._general(cur)
 
     def _general(self, cur: sqlite3.Cursor) -> Result:
@@ -170,29 +183,30 @@ class FactWrite:
             known: RunRow = (pk, 0, None, _rules.STATUS_RUNNING, now)
         else:
             known = (row[0], row[1], row[2], row[3], row[4])
-        bind, event, _move = self._rows(known)
-        pk, _head, op_id, status, created = known
-        seq, now = head + 1, self.now
+        bind, event, move, result = self._rows(known, None)
         if self.artifact is not None:
             cur.execute(q.ARTIFACT_INSERT, self.artifact)
         cur.execute(q.EVENT_INSERT, event)
         cur.execute(q.BINDING_INSERT, bind[:5])
-        cur.execute(q.RUN_ADVANCE, (seq, now, op_id, status,
-                                    cs.run_sum(pk, rid, op_id, status, seq, created, now), pk))
-        return self._result(known)
+        seq, now, checksum, pk, _head = move
+        cur.execute(q.RUN_ADVANCE, (seq, now, known[2], known[3], checksum, pk))
+        return result
 
     @staticmethod
     def run_together(cur: sqlite3.Cursor, ops: list[FactWrite]) -> list[Result] | None:
         """Fast-path writes on distinct runs as one ``executemany`` per statement; ``None``
         (the writer then runs them one by one) if any cannot take the fast path."""
-        runs = set()
-        rows = []
-        artifacts = []
+        if len({op.rid for op in ops}) != len(ops):
+            return None
+        binds, events, moves, artifacts, results = [], [], [], [], []
         for op in ops:
-            if op.fast is None or op.rid in runs:
+            result = op.result
+            if result is None:
                 return None
-            runs.add(op.rid)
-            rows.append(op.fast)
+            results.append(result)
+            binds.append(op.bind_row)
+            events.append(op.event_row)
+            moves.append(op.move_row)
             if op.artifact is not None:
                 artifacts.append(op.artifact)
         if len(artifacts) == len(ops):
@@ -201,13 +215,13 @@ class FactWrite:
             bind = _BIND_IF_HEAD_AND_PAYLOAD
         else:
             return None  # bind_fact and record_fact mixed: one by one
-        if cur.executemany(bind, [r[0] for r in rows]).rowcount != len(ops):
+        if cur.executemany(bind, binds).rowcount != len(ops):
             return None  # a key bound, a head moved or a payload missing: one by one
         if artifacts:
             cur.executemany(q.ARTIFACT_INSERT, artifacts)
-        cur.executemany(q.EVENT_INSERT, [r[1] for r in rows])
-        cur.executemany(q.RUN_MOVE_HEAD, [r[2] for r in rows])
-        return [op._result(op.known) for op in ops if op.known is not None]
+        cur.executemany(q.EVENT_INSERT, events)
+        cur.executemany(q.RUN_MOVE_HEAD, moves)
+        return results
 
 
 def check_bind(run_id: object, key: object, expected_seq: object) -> tuple[RunId, str]:

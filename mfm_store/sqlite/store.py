@@ -44,7 +44,7 @@ from . import _follow, _readonly
 from . import _queries as q
 from ._backup import write_backup
 from ._errors import map_errors
-from ._fact_write import FactWrite, RunRow, artifact_row, check_bind
+from ._fact_write import FactWrite, NewRow, RunRow, artifact_row, check_bind
 from ._gc import GcReport, refs_since, unreferenced
 from ._schema import check_and_migrate, inspect_file
 from ._snapshot import ReadSnapshot, read_snapshot
@@ -105,7 +105,7 @@ class SqliteStore:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, durability: Durability = "full",
              read_only: bool = False, busy_timeout: float = 10.0,
-             commit_on_loop: bool = False) -> Opening[SqliteStore]:
+             commit_on_loop: bool | None = None) -> Opening[SqliteStore]:
         """Open (creating and migrating if needed) the store at ``path``.
 
         ``read_only=True`` never creates or changes any file in the file's folder (no WAL
@@ -117,11 +117,15 @@ class SqliteStore:
         or empty file or one that is not a regular file, ``schema_too_new`` for a newer
         schema, ``CorruptionError`` for a truncated file.
 
-        ``commit_on_loop=True`` runs each commit, fsync included, on the event loop's thread:
-        a lone durable write then skips two thread hand-overs (about 1.3x the sequential
-        append rate on the benchmark VM), but the loop stops for every commit, as long as the
-        disk takes to sync (milliseconds, tens of them on a laptop SSD or an SD card). Waiting
-        for another process's lock still happens off the loop.
+        ``commit_on_loop`` says where commits (fsync included) run. ``None`` (the default)
+        adapts: on the writer's thread while commits are slow (the first ones, then any over
+        1 ms on the loop), on the event loop's thread once 8 in a row took under 0.5 ms. A
+        fast disk then keeps the speed of commits on the loop (a lone durable write skips two
+        thread hand-overs: about 1.3x the sequential append rate on the benchmark VM) and a
+        slow one never holds the loop. ``True``: always on the loop's thread; the loop stops
+        for every commit, as long as the disk takes to sync (milliseconds, tens of them on a
+        laptop SSD or an SD card). ``False``: always on the writer's thread. Waiting for
+        another process's lock always happens off the loop.
         """
         if durability not in _SYNCHRONOUS:
             raise ValueError(f"durability must be 'full' or 'normal', not {durability!r}")
@@ -130,7 +134,7 @@ class SqliteStore:
 
     @classmethod
     async def _open(cls, path: Path, durability: Durability, read_only: bool,
-                    busy_timeout: float, commit_on_loop: bool = False) -> SqliteStore:
+                    busy_timeout: float, commit_on_loop: bool | None = None) -> SqliteStore:
         timeout_ms = int(busy_timeout * 1000)
         uri, writer_conn, version, copy = await asyncio.to_thread(
             _prepare, path, durability, read_only, timeout_ms)
@@ -409,20 +413,28 @@ class SqliteStore:
         run_id, key = check_bind(run_id, key, expected_seq)
         refs = _rules.check_refs(refs) if refs else ()
         if type(data) is CheckedPayload:  # from LiveIo: checked and hashed once, there
-            row = artifact_row(data, data.artifact_id)
+            payload_id = data.artifact_id
+            row = artifact_row(data, payload_id)
         else:
             row = artifact_row(_rules.check_artifact(ArtifactKind.FACT_PAYLOAD, data))
+            payload_id = ArtifactId(row[0])
         rid = str(run_id)
-        outcome: tuple[FactBinding, RunRow | None] = await self._writable().run(
-            FactWrite(rid, key, ArtifactId(row[0]), expected_seq, row, refs, self._known(rid)))
+        st = self._runs.get(rid)
+        outcome: tuple[FactBinding, NewRow | None] = await self._writable().run(
+            FactWrite(rid, key, payload_id, expected_seq, row, refs, None if st is None else
+                      (st.pk, st.head, st.op_id, st.status, st.created),
+                      None if st is None else st.prefix))
         binding, new = outcome
         if new is not None:
             self._runs[rid] = _RunState(*new)  # committed
         return binding
 
-    def _known(self, rid: str) -> RunRow | None:
+    def _known(self, rid: str) -> tuple[RunRow | None, str | None]:
+        """The run's row as this store last wrote it, and its checksum prefix if kept."""
         st = self._runs.get(rid)
-        return None if st is None else (st.pk, st.head, st.op_id, st.status, st.created)
+        if st is None:
+            return None, None
+        return (st.pk, st.head, st.op_id, st.status, st.created), st.prefix
 
     async def _bind(self, run_id: RunId, key: str, payload_id: ArtifactId,
                     expected_seq: int | None, artifact: tuple[Any, ...] | None,
@@ -430,8 +442,9 @@ class SqliteStore:
         """One fact write (see ``_fact_write``); the run's row it leaves is remembered once
         committed."""
         rid = str(run_id)
-        outcome: tuple[FactBinding, RunRow | None] = await self._writable().run(
-            FactWrite(rid, key, payload_id, expected_seq, artifact, refs, self._known(rid)))
+        known, prefix = self._known(rid)
+        outcome: tuple[FactBinding, NewRow | None] = await self._writable().run(
+            FactWrite(rid, key, payload_id, expected_seq, artifact, refs, known, prefix))
         binding, new = outcome
         if new is not None:
             self._runs[rid] = _RunState(*new)  # committed
