@@ -79,7 +79,7 @@ __all__ = [
 _EVENT_BATCH = 500
 _MISSING_BATCH = 500
 _PUT_BATCH_BYTES = 8 << 20
-_KNOWN_MAX = 1 << 15  # ids remembered as present at the destination (~5 MB at most)
+_KNOWN_MAX = 4096  # ids remembered as present at the destination (~0.6 MB at most)
 _RUN_PAGE = 1000  # source runs planned at a time
 # Up to this many destination runs, their heads are read in one pass (list_runs pages) and
 # kept; beyond it, each page of source runs asks the destination for those runs' heads.
