@@ -16,11 +16,14 @@ from typing import Any
 
 import pytest
 
+import mfm_store.follow as follow_module
+import mfm_store.postgres._follow as pg_follow
 import mfm_store.sync as sync_module
 from benchmarks.whole_file import EVENTS_PER_RUN, build
 from mfm_store import DomainEvent, EventEnvelope, RunCompleted, RunId, RunStatus
 from mfm_store._paging import match_run
 from mfm_store.errors import MfmError, NotFoundError
+from mfm_store.follow import FollowCursor
 from mfm_store.memory import MemoryStore
 from mfm_store.retention import choose, choose_runs
 from mfm_store.sqlite import SqliteStore
@@ -174,6 +177,44 @@ async def test_sync_pages_runs_with_or_without_the_destination_heads(
                 assert await b.read_range(rid) == await a.read_range(rid)
         again = await sync(a, b)
         assert (again.runs_unchanged, len(again.problems)) == (10, 1)
+
+
+# follow every run: polls read the runs a page at a time (PostgreSQL)
+
+async def test_following_every_run_over_many_pages(store: Store,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(follow_module, "_PAGE", 5)  # events per fetch
+    monkeypatch.setattr(pg_follow, "_RUN_PAGE", 3)
+    made = await _runs(store, 13)
+    follower = store.follow()  # type: ignore[attr-defined]
+    got: list[tuple[RunId, int]] = []
+    cursors = []
+
+    async def read() -> None:
+        async for env in follower:
+            got.append((env.run_id, env.seq))
+            cursors.append(follower.cursor)
+            if len(got) == 26:
+                return
+
+    async with follower:
+        await asyncio.wait_for(read(), 10.0)  # a bound on waiting, never a synchronisation
+    assert sorted(got) == sorted((r, s) for r in made for s in (1, 2))
+    for r in made:
+        assert [s for rid, s in got if rid == r] == [1, 2]
+    if cursors[-1].seqs is not None:  # PostgreSQL: each run's seq after each event
+        for n, cursor in enumerate(cursors, start=1):
+            expected: dict[str, int] = {}
+            for rid, seq in got[:n]:
+                expected[str(rid)] = seq
+            assert dict(cursor.seqs) == expected
+            assert FollowCursor.parse(cursor.to_text()) == cursor
+    # Resumed from a cursor past a pruned run: the rest, once.
+    await store.prune([made[0]])  # type: ignore[attr-defined]
+    await store.append(made[5], 2, [EventEnvelope(made[5], 3, None, DomainEvent("t", {}))])
+    async with store.follow(after=cursors[-1]) as again:  # type: ignore[attr-defined]
+        env = await asyncio.wait_for(anext(again), 10.0)
+        assert (env.run_id, env.seq) == (made[5], 3)
 
 
 # peak memory, in fresh processes
