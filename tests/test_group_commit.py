@@ -1,8 +1,11 @@
-"""Group commit off the event loop (``sqlite/_writer.py``), on real files.
+"""Group commit and where it runs (``sqlite/_writer.py``), on real files.
 
 A batch is held in flight by an operation that waits for a ``threading.Event`` only the loop
 can set: had the batch run on the loop's thread, the loop could never set it. While it is
-held, other callers submit, get cancelled, drain or close, deterministically.
+held, other callers submit, get cancelled, drain or close, deterministically. The writer's
+modes (``commit_on_loop``: None adaptive, False thread, True loop) are switched by batches
+slow by construction (an operation that spins past the budget) or counted fast (a budget of
+an hour), never by a disk's luck.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -75,7 +79,37 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0)
 
 
+def where(cur: sqlite3.Cursor) -> int:
+    """An operation answering the thread it ran on."""
+    return threading.get_ident()
+
+
+def slow(budget: float) -> Callable[[sqlite3.Cursor], int]:
+    """An operation that takes twice ``budget`` (it spins: slow by construction)."""
+    def op(cur: sqlite3.Cursor) -> int:
+        end = time.perf_counter() + 2 * budget
+        while time.perf_counter() < end:
+            pass
+        return threading.get_ident()
+    return op
+
+
+async def to_thread_mode(writer: GroupCommitWriter) -> None:
+    """Move an adaptive writer to thread mode: an inline batch over the budget."""
+    if writer.inline:
+        assert await writer.run(slow(writer.budget)) == threading.get_ident()
+    assert not writer.inline
+
+
+async def settle(writer: GroupCommitWriter) -> None:
+    """Bring an adaptive writer inline: ``settle`` batches counted fast."""
+    writer.budget = 3600.0
+    while not writer.inline:
+        assert await writer.run(where) != threading.get_ident()
+
+
 async def hold(writer: GroupCommitWriter) -> tuple[Held, asyncio.Task[str]]:
+    await to_thread_mode(writer)
     held = Held()
     task = asyncio.create_task(writer.run(held))
     await asyncio.to_thread(held.started.wait, 30)  # the loop keeps running meanwhile
@@ -83,9 +117,14 @@ async def hold(writer: GroupCommitWriter) -> tuple[Held, asyncio.Task[str]]:
     return held, task
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore.open(tmp_path / "g.db") as s:
+ALL_MODES = pytest.mark.parametrize("mode", [None, False, True],
+                                    ids=["adaptive", "thread", "loop"])
+
+
+@pytest.fixture(params=[None, False], ids=["adaptive", "thread"])
+async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[SqliteStore]:
+    """A store whose writer can hold a batch on its thread."""
+    async with SqliteStore.open(tmp_path / "g.db", commit_on_loop=request.param) as s:
         yield s
 
 
@@ -126,9 +165,11 @@ async def test_what_forms_during_a_commit_is_the_next_batch(store: SqliteStore) 
         assert [e.seq for e in await store.read_range(r)] == [1]
 
 
-async def test_a_lone_caller_is_answered_after_its_own_commit(tmp_path: Path) -> None:
+@ALL_MODES
+async def test_a_lone_caller_is_answered_after_its_own_commit(tmp_path: Path,
+                                                              mode: bool | None) -> None:
     path = tmp_path / "seq.db"
-    async with SqliteStore.open(path) as store:
+    async with SqliteStore.open(path, commit_on_loop=mode) as store:
         commits = count_commits(writer_of(store))
         run = RunId.new()
         for seq in range(1, 21):
@@ -240,9 +281,11 @@ async def test_drain_and_close_wait_for_everything_submitted(tmp_path: Path) -> 
         assert [await again.head_seq(r) for r in runs] == [1] * len(runs)
 
 
-async def test_another_process_holding_the_lock_is_waited_for(tmp_path: Path) -> None:
+@ALL_MODES
+async def test_another_process_holding_the_lock_is_waited_for(tmp_path: Path,
+                                                              mode: bool | None) -> None:
     path = tmp_path / "busy.db"
-    async with SqliteStore.open(path) as store:
+    async with SqliteStore.open(path, commit_on_loop=mode) as store:
         writer = writer_of(store)
         commits = count_commits(writer)
         holder = await asyncio.create_subprocess_exec(
@@ -264,9 +307,11 @@ async def test_another_process_holding_the_lock_is_waited_for(tmp_path: Path) ->
         assert len(commits) == 1
 
 
-async def test_a_lock_held_past_the_busy_timeout_is_store_busy(tmp_path: Path) -> None:
+@ALL_MODES
+async def test_a_lock_held_past_the_busy_timeout_is_store_busy(tmp_path: Path,
+                                                               mode: bool | None) -> None:
     path = tmp_path / "busy.db"
-    async with SqliteStore.open(path, busy_timeout=0.05) as store:
+    async with SqliteStore.open(path, busy_timeout=0.05, commit_on_loop=mode) as store:
         holder = await asyncio.create_subprocess_exec(
             sys.executable, "-c", LOCK_HOLDER, str(path), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE)
@@ -287,6 +332,7 @@ async def test_batches_of_one_class_run_together(store: SqliteStore) -> None:
     for r in runs:
         await store.append(r, 0, [tick(r, 1)])  # known runs: the batchable append
     writer = writer_of(store)
+    await to_thread_mode(writer)
     commits = count_commits(writer)
     held, first = await hold(writer)
     tasks = [asyncio.create_task(store.append(r, 1, [tick(r, 2)])) for r in runs]
@@ -301,13 +347,17 @@ async def test_batches_of_one_class_run_together(store: SqliteStore) -> None:
     assert (await store.verify()).ok
 
 
-# commit_on_loop=True: batches run on the loop's thread, waiting for a lock on the thread
+# inline batches (commit_on_loop=True, or adaptive once settled) run on the loop's thread,
+# waiting for a lock on the thread
 
 
-async def test_on_loop_commits_answer_after_commit_and_group(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [True, None], ids=["loop", "adaptive"])
+async def test_on_loop_commits_answer_after_commit_and_group(tmp_path: Path,
+                                                             mode: bool | None) -> None:
     path = tmp_path / "loop.db"
-    async with SqliteStore.open(path, commit_on_loop=True) as store:
+    async with SqliteStore.open(path, commit_on_loop=mode) as store:
         writer = writer_of(store)
+        await settle(writer)
         commits = count_commits(writer)
         run = RunId.new()
         assert await store.append(run, 0, [tick(run, 1)]) == 1
@@ -346,8 +396,10 @@ async def test_on_loop_commits_wait_for_another_process_off_the_loop(tmp_path: P
         assert await store.append(run, 1, [tick(run, 2)]) == 2  # back on the loop
 
 
-async def test_a_writer_used_after_close_refuses_at_once(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path / "late.db")
+@ALL_MODES
+async def test_a_writer_used_after_close_refuses_at_once(tmp_path: Path,
+                                                         mode: bool | None) -> None:
+    store = await SqliteStore.open(tmp_path / "late.db", commit_on_loop=mode)
     writer = writer_of(store)  # as a long operation (prune) holds it across awaits
     run = RunId.new()
     await store.append(run, 0, [tick(run, 1)])
@@ -355,3 +407,81 @@ async def test_a_writer_used_after_close_refuses_at_once(tmp_path: Path) -> None
     with pytest.raises(StorageError) as err:
         await writer.run(lambda cur: None)
     assert err.value.info.code == "store_closed"
+
+
+# the adaptive rule
+
+
+async def test_adaptive_writer_moves_by_measured_batch_time(tmp_path: Path) -> None:
+    loop_thread = threading.get_ident()
+    async with SqliteStore.open(tmp_path / "adapt.db") as store:
+        writer = writer_of(store)
+        settle_after = writer.settle
+        assert (writer.budget, settle_after) == (0.001, 8)
+        assert not writer.inline  # a new writer measures the disk off the loop first
+        writer.budget = 3600.0  # every batch now counts as fast...
+        for _ in range(settle_after - 1):
+            assert await writer.run(where) != loop_thread
+        writer.budget = 0.0  # ...but this one (no batch takes under 0 s): count again
+        assert await writer.run(where) != loop_thread
+        writer.budget = 3600.0
+        for _ in range(settle_after - 1):
+            assert await writer.run(where) != loop_thread
+        assert not writer.inline
+        assert await writer.run(where) != loop_thread  # the eighth in a row
+        assert writer.inline
+        # Inline: the batch runs on the loop's thread, answered after its COMMIT.
+        run = RunId.new()
+        assert await writer.run(where) == loop_thread
+        assert await store.append(run, 0, [tick(run, 1)]) == 1
+        other = sqlite3.connect(tmp_path / "adapt.db")
+        try:
+            assert other.execute("SELECT head_seq FROM runs").fetchall() == [(1,)]
+        finally:
+            other.close()
+        # One inline batch over the budget moves the writer to its thread...
+        writer.budget = 0.001
+        assert await writer.run(slow(writer.budget)) == loop_thread
+        assert not writer.inline
+        # ...where a batch held until the loop lets it go shows the loop is free.
+        held, task = await hold(writer)
+        asyncio.get_running_loop().call_soon(held.release)
+        assert await task == "held"
+        assert held.thread != loop_thread
+        assert not writer.inline  # one slow batch on the thread: still there
+        await settle(writer)
+        assert await store.append(run, 1, [tick(run, 2)]) == 2
+        assert await writer.run(where) == loop_thread
+        assert (await store.verify()).ok
+
+
+async def test_a_large_batch_over_the_budget_goes_to_the_thread(tmp_path: Path) -> None:
+    loop_thread = threading.get_ident()
+    async with SqliteStore.open(tmp_path / "large.db") as store:
+        writer = writer_of(store)
+        await settle(writer)
+        writer.budget = 0.001
+        commits = count_commits(writer)
+        runs = [RunId.new() for _ in range(20)]
+        # One turn of the loop: one batch, inline, over the budget (a slow op among appends).
+        first = asyncio.gather(writer.run(slow(writer.budget)),
+                               *(store.append(r, 0, [tick(r, 1)]) for r in runs))
+        assert await first == [loop_thread] + [1] * len(runs)
+        assert not writer.inline and len(commits) == 1
+        # The next group commit runs on the thread.
+        second = await asyncio.gather(*(writer.run(where) for _ in range(5)),
+                                      *(store.append(r, 1, [tick(r, 2)]) for r in runs))
+        assert all(t != loop_thread for t in second[:5]) and second[5:] == [2] * len(runs)
+        assert len(commits) == 2
+
+
+@pytest.mark.parametrize("mode", [False, True], ids=["thread", "loop"])
+async def test_fixed_modes_never_move(tmp_path: Path, mode: bool) -> None:
+    loop_thread = threading.get_ident()
+    async with SqliteStore.open(tmp_path / "fixed.db", commit_on_loop=mode) as store:
+        writer = writer_of(store)
+        writer.budget = 3600.0 if not mode else 0.0
+        for _ in range(2 * writer.settle + 1):
+            assert (await writer.run(where) == loop_thread) is mode
+        assert (await writer.run(slow(0.001)) == loop_thread) is mode
+        assert writer.inline is mode

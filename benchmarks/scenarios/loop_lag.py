@@ -12,6 +12,9 @@ which delays every ``fdatasync``/``fsync`` (SQLite uses ``fdatasync`` on Linux) 
     python3 -m benchmarks --only loop_lag
     python3 -m benchmarks.scenarios.loop_lag              # plain disk, standalone
     python3 -m benchmarks.scenarios.loop_lag --slow-fsync # every fsync 10 ms longer
+
+Standalone, ``--commit-on-loop auto|on|off`` picks the store's ``commit_on_loop`` (None, the
+adaptive default; True; False).
 """
 
 from __future__ import annotations
@@ -166,11 +169,15 @@ SCENARIOS = [Scenario("loop_lag", "event-loop lag while 100 tasks append", loop_
 # standalone: plain disk or slowed fsync
 
 
-async def _standalone(folder: Path, appends: int, rounds: int) -> list[dict[str, float]]:
+_MODES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
+
+
+async def _standalone(folder: Path, appends: int, rounds: int,
+                      commit_on_loop: bool | None = None) -> list[dict[str, float]]:
     out = []
     for r in range(rounds):
         path = folder / f"loop_lag_{r}.db"
-        async with SqliteStore.open(path) as store:
+        async with SqliteStore.open(path, commit_on_loop=commit_on_loop) as store:
             s = await lag_round(store, TASKS, max(1, appends // TASKS))
         idle = await lag_round(None, 0, 0, 0.3)
         out.append({**s.extra, "appends_per_s": s.rate, "idle_p99_ms": idle.extra["lag_p99_ms"],
@@ -204,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--appends", type=int, default=3000, help="appends per round (all tasks)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", type=Path, help="folder for the files (default: a temporary one)")
+    ap.add_argument("--commit-on-loop", choices=list(_MODES), default="auto",
+                    help="the store's commit_on_loop: auto (None), on (True), off (False)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.slow_fsync and not args.child:
@@ -211,14 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [strace, "-f", "-qq", "--seccomp-bpf", "-e", "trace=fdatasync,fsync",
                "-e", "inject=fdatasync,fsync:delay_exit=10000", "-o", os.devnull,
                sys.executable, "-m", "benchmarks.scenarios.loop_lag", "--child",
-               "--slow-fsync", "--appends", str(args.appends), "--rounds", str(args.rounds)]
+               "--slow-fsync", "--appends", str(args.appends), "--rounds", str(args.rounds),
+               "--commit-on-loop", args.commit_on_loop]
         if args.dir is not None:
             cmd += ["--dir", str(args.dir)]
         return subprocess.run(cmd, check=False).returncode
     title = (f"loop lag, {TASKS} tasks, {args.appends} appends per round, full, "
-             + ("fsync +10 ms (strace)" if args.slow_fsync else "plain disk"))
+             + ("fsync +10 ms (strace)" if args.slow_fsync else "plain disk")
+             + f", commit_on_loop {args.commit_on_loop}")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        rows = asyncio.run(_standalone(Path(tmp), args.appends, args.rounds))
+        rows = asyncio.run(_standalone(Path(tmp), args.appends, args.rounds,
+                                       _MODES[args.commit_on_loop]))
     _print(rows, title)
     return 0
 

@@ -1,8 +1,8 @@
-"""Group commit off the event loop: concurrent writes share one transaction and one fsync,
-run by one writer thread, so the loop never waits for a commit.
+"""Group commit: concurrent writes share one transaction and one fsync, and the event loop is
+never held for longer than a short commit.
 
 Operations (``Op[R]``) are plain functions of a cursor returning ``R``, written so that they
-check before they write: a contract error (``MfmError``) leaves nothing behind. They run on
+check before they write: a contract error (``MfmError``) leaves nothing behind. They may run on
 the writer thread, so they touch nothing but the cursor and their own values. A batch made
 only of operations of one ``Batchable`` class (one with a ``run_together(cur, ops)`` static
 method) is first offered to it, as one ``executemany`` instead of a statement per operation
@@ -10,24 +10,39 @@ method) is first offered to it, as one ``executemany`` instead of a statement pe
 by operation.
 
 Batches: the operations submitted while no batch is in flight, by tasks ready in the same turn
-of the loop, form one batch; those submitted while a batch is in flight form the next one. A
-batch is one transaction (:func:`_commit`: ``BEGIN IMMEDIATE``, the operations, ``COMMIT``
-with its fsync) on the writer thread; the loop only hands batches over and answers callers,
-each after the COMMIT that holds its write, then calls ``on_commit``. A contract error fails
-only its operation; any other error of an operation (an SQLite error after it wrote) reruns
-the batch with each operation in its own SAVEPOINT, so that one failing operation never
-affects the others. A caller cancelled before its batch is handed over is not written. When
-another process holds the write lock, the thread waits for it, up to the busy timeout (then
+of the loop, form one batch; those submitted while a batch is in flight (on the thread) form
+the next one. A batch is one transaction (:func:`_commit`: ``BEGIN IMMEDIATE``, the
+operations, ``COMMIT`` with its fsync); each caller is answered on the loop after the COMMIT
+that holds its write, then ``on_commit`` is called. A contract error fails only its
+operation; any other error of an operation (an SQLite error after it wrote) reruns the batch
+with each operation in its own SAVEPOINT, so that one failing operation never affects the
+others. A caller cancelled before its batch starts is not written. When another process
+holds the write lock, the batch waits on the writer thread, up to the busy timeout (then
 ``store_busy``), and the loop goes on.
 
-The connection is used by one thread at a time: the writer thread, or with
-``commit_on_loop=True`` (an opt-in of ``SqliteStore.open``) the loop's thread, which hands a
-batch to the writer thread only to wait for another process's lock. The hand-over to the
-thread and back costs a lone durable write about 120 µs on the benchmark VM (an idle vCPU to
-wake after each fsync; ``append_seq``), a loop held for each commit costs its whole fsync
-(``loop_lag --slow-fsync``).
-"""
+Where a batch runs (``commit_on_loop`` of ``SqliteStore.open``): ``True``, inline on the
+loop's thread; ``False``, on the writer thread; ``None`` (the default), adaptively:
 
+- A new writer starts in thread mode: a disk is first measured off the loop.
+- Thread mode: the thread times each batch (wall time, ``BEGIN`` to ``COMMIT``). After
+  ``SETTLE`` (8) consecutive batches each shorter than half of ``BUDGET`` (1 ms), the
+  writer turns inline.
+- Inline mode: the loop times each batch; one that took longer than ``BUDGET`` turns the
+  writer back to thread mode (the counter starts again at zero), as does another process's
+  lock (that batch waits on the thread).
+
+So a disk whose commit takes milliseconds never commits on the loop after the start, a large
+group-commit batch (its Python alone over the budget) goes to the thread, and a fast disk
+commits a lone write on the loop, which spares it the two thread hand-overs (about 120 µs on
+the benchmark VM: an idle vCPU to wake after each fsync; ``append_seq``). The budget is 1 ms
+and not less because a lone durable commit takes 0.2-0.45 ms on that VM's disk: at 0.5 ms the
+writer would stay on the thread there. The loop is then held at most about one budget per
+commit (``loop_lag``), plus the rare batch that turns out slow (it moves the writer).
+
+The connection is used by one thread at a time (the loop's or the writer's); hand-overs go
+through the job queue and ``call_soon_threadsafe``. Its busy timeout is 0 for inline batches
+(they must not wait on the loop) and the store's for the thread's.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -35,6 +50,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
@@ -178,13 +194,22 @@ _Job = tuple[list[Op[Any]], list[_Entry[Any]], list[_Entry[Any]], asyncio.Abstra
 
 class GroupCommitWriter:
     """Owns the write connection and its thread; :meth:`run` returns after the COMMIT holding
-    the op, without blocking the event loop."""
+    the op, holding the event loop at most for a short commit (see the module docstring)."""
+
+    BUDGET = 0.001  # seconds: an inline batch longer than this moves the writer to the thread
+    SETTLE = 8  # consecutive thread batches under BUDGET / 2 that bring it back inline
 
     def __init__(self, conn: sqlite3.Connection, where: str, busy_timeout_ms: int, *,
-                 commit_on_loop: bool = False) -> None:
+                 commit_on_loop: bool | None = None) -> None:
         self._conn = conn
-        self._on_loop = commit_on_loop  # see SqliteStore.open
-        self._cur = conn.cursor()  # the loop's, for on-loop batches; the thread has its own
+        self._policy = commit_on_loop  # True inline, False thread, None adaptive
+        self._inline = commit_on_loop is True  # adaptive starts on the thread
+        self._fast = 0  # consecutive short thread batches (adaptive)
+        # Instance copies, so that a test or benchmark can change one writer's rule.
+        self.budget = self.BUDGET
+        self.settle = self.SETTLE
+        self._waits = False  # the connection's busy timeout is the store's (else 0)
+        self._cur = conn.cursor()  # the loop's, for inline batches; the thread has its own
         self._where = where
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._pending: list[_Entry[Any]] = []
@@ -195,6 +220,11 @@ class GroupCommitWriter:
         self._closed = False
         # Called on the loop after each commit (followers of this store look at once).
         self.on_commit: Callable[[], None] | None = None
+
+    @property
+    def inline(self) -> bool:
+        """True when the next batch runs on the loop's thread."""
+        return self._inline
 
     async def run(self, op: Op[R]) -> R:
         """Run ``op`` in the next batch; return its result after COMMIT, or raise its error
@@ -235,14 +265,22 @@ class GroupCommitWriter:
                 _release(markers)
                 continue
             ops = [cast(Op[Any], e.op) for e in entries]
-            if self._on_loop:
+            if self._inline:
+                if self._waits:
+                    self._cur.execute("PRAGMA busy_timeout = 0")  # never wait on the loop
+                    self._waits = False
+                start = time.perf_counter()
                 try:
                     outcomes = _commit(self._cur, ops, self._where, fail_busy=True)
                 except _Busy:
-                    pass  # another process writes: wait for it on the thread
+                    # another process writes: wait for it on the thread
+                    self._inline = self._policy is True
                 else:
+                    if self._policy is None and time.perf_counter() - start > self.budget:
+                        self._inline, self._fast = False, 0
                     self._answer(entries, markers, outcomes)
                     continue
+                self._fast = 0
             self._on_thread = True
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name="mfm-store-writer",
@@ -251,9 +289,18 @@ class GroupCommitWriter:
             self._jobs.put((ops, entries, markers, asyncio.get_running_loop()))
 
     def _finish(self, entries: list[_Entry[Any]], markers: list[_Entry[Any]],
-                outcomes: list[Outcome]) -> None:
-        """The thread committed a batch (on the loop): hand the next over, then answer."""
+                outcomes: list[Outcome], took: float) -> None:
+        """The thread committed a batch in ``took`` seconds (on the loop): answer, and run
+        what formed meanwhile as the next batch (on the thread: hand it over first)."""
         self._on_thread = False
+        if self._policy is None and not self._inline:
+            self._fast = self._fast + 1 if took < self.budget / 2 else 0
+            self._inline = self._fast >= self.settle
+        if self._inline:
+            self._answer(entries, markers, outcomes)
+            if self._pending and not self._scheduled:
+                self._flush()
+            return
         if self._pending and not self._scheduled:
             self._flush()  # what formed during this commit is the next batch
         self._answer(entries, markers, outcomes)
@@ -276,20 +323,19 @@ class GroupCommitWriter:
         """The writer thread: one batch at a time, waiting for other processes' locks."""
         cur = self._conn.cursor()  # one for every statement, not one each (append_seq)
         wait = f"PRAGMA busy_timeout = {self._busy_timeout_ms}"
-        cur.execute(wait)
         while (job := self._jobs.get()) is not None:
             ops, entries, markers, loop = job
+            start = time.perf_counter()
             try:
-                if self._on_loop:
-                    cur.execute(wait)  # the loop's own batches must not wait
+                if not self._waits:  # the loop's own batches must not wait, ours do
+                    cur.execute(wait)
+                    self._waits = True
                 outcomes = _commit(cur, ops, self._where)
             except BaseException as exc:  # not an Exception: still answer every caller
                 outcomes = [(False, exc)] * len(ops)
-            finally:
-                if self._on_loop:
-                    cur.execute("PRAGMA busy_timeout = 0")
+            took = time.perf_counter() - start
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(self._finish, entries, markers, outcomes)
+                loop.call_soon_threadsafe(self._finish, entries, markers, outcomes, took)
         cur.close()
 
     def close(self) -> None:
