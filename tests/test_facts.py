@@ -230,6 +230,39 @@ async def test_batched_facts_check_expected_seq(tmp_path: Path) -> None:
         assert (await store.verify()).ok
 
 
+async def test_batched_facts_when_another_writer_moved_one_head(tmp_path: Path) -> None:
+    # One run of the batch has a stale head in the first store: the batch is rolled back and
+    # every fact still lands, that one after the other writer's event.
+    async with SqliteStore.open(tmp_path / "f.db") as one, \
+            SqliteStore.open(tmp_path / "f.db") as two:
+        runs = [RunId.new() for _ in range(10)]
+        for run in runs:
+            await _started(one, run)
+        await two.append(runs[4], 1, [EventEnvelope(runs[4], 2, None, DomainEvent("x", {}))])
+        answers = await asyncio.gather(*(one.record_fact(run, "k", b'{"i":%d}' % i)
+                                         for i, run in enumerate(runs)))
+        assert [a.seq for a in answers] == [3 if i == 4 else 2 for i in range(10)]
+        assert all(a.inserted for a in answers)
+        assert (await one.verify()).ok
+
+
+async def test_facts_and_appends_interleaved_keep_every_row_checksum(tmp_path: Path) -> None:
+    # The store keeps each run's checksum prefix between writes: facts, appends that set the
+    # op id and status, then facts again, on several runs at once, must all verify.
+    async with SqliteStore.open(tmp_path / "f.db") as store:
+        runs = [RunId.new() for _ in range(5)]
+        for run in runs:
+            await _started(store, run)
+        await asyncio.gather(*(store.record_fact(run, "a", b'{"a":1}') for run in runs))
+        manifest = await store.put(ArtifactKind.FACT_PAYLOAD, b'{"manifest":1}')
+        await asyncio.gather(*(store.append(run, 2, [EventEnvelope(
+            run, 3, None, RunStarted("op", manifest, manifest))]) for run in runs))  # op id
+        await asyncio.gather(*(store.record_fact(run, "b", b'{"b":1}') for run in runs))
+        assert [await store.head_seq(run) for run in runs] == [4] * 5
+        report = await store.verify()
+        assert report.ok, report
+
+
 async def test_fact_after_another_writer_moved_the_head(tmp_path: Path) -> None:
     # The first store's idea of the run's head is stale: its write must notice, in SQL.
     async with SqliteStore.open(tmp_path / "f.db") as one, \

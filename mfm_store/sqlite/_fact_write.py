@@ -12,7 +12,8 @@ binding goes in with ``INSERT ... SELECT ... WHERE`` the head is still the known
 writes; then the payload artifact, the event and the head. If that insert writes no row (the key
 is bound, the head moved, the payload is absent) nothing was written, and the general path reads
 the run's row and the binding to find which. Writes of one batch, on distinct runs, go together
-(:meth:`FactWrite.run_together`: one ``executemany`` per statement).
+(:meth:`FactWrite.run_together`: one ``executemany`` per statement, the checked head moves
+first, then plain binding inserts; the writer rolls back a batch that fails a check).
 """
 
 from __future__ import annotations
@@ -60,6 +61,23 @@ _BIND_IF_HEAD_AND_PAYLOAD = (
     " SELECT ?1, ?2, ?3, ?4, ?5"
     " WHERE (SELECT head_seq FROM runs WHERE run_pk = ?1 AND run_id = ?7) = ?6"
     " AND EXISTS (SELECT 1 FROM artifacts WHERE id = ?3)"
+    " ON CONFLICT DO NOTHING"
+)
+
+# A batch (run_together) moves each head first, with the run's id checked as the binding
+# insert above does, and then binds with a plain insert: cheaper than a subquery per row, and
+# a batch that fails either check is rolled back by the writer, then run one by one.
+_MOVE_HEAD_IF_RUN = (
+    "UPDATE runs SET head_seq = ?1, updated_ms = ?2, checksum = ?3"
+    " WHERE run_pk = ?4 AND head_seq = ?5 AND run_id = ?6"
+)
+_BIND = (
+    "INSERT INTO fact_bindings (run_pk, fact_key, payload_id, seq, checksum)"
+    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING"
+)
+_BIND_IF_PAYLOAD = (
+    "INSERT INTO fact_bindings (run_pk, fact_key, payload_id, seq, checksum)"
+    " SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM artifacts WHERE id = ?3)"
     " ON CONFLICT DO NOTHING"
 )
 
@@ -129,8 +147,8 @@ class FactWrite:
 
     def _rows(self, known: RunRow, prefix: str | None
               ) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...], Result]:
-        """The binding (with the head it expects), event and head-move rows at ``known``, and
-        the answer once they are written."""
+        """The binding, event and head-move (with the head and run id it expects) rows at
+        ``known``, and the answer once they are written."""
         pk, head, op_id, status, created = known
         rid, body, now = self.rid, self.body, self.now
         # Exact str: sqlite3 binds a subclass (CheckedKey, ArtifactId) through a slow lookup.
@@ -138,10 +156,10 @@ class FactWrite:
         if prefix is None:
             prefix = cs.run_prefix(pk, rid, op_id, status)
         seq = head + 1
-        return ((pk, key, pid, seq, cs.binding_sum(rid, key, pid, seq), head, rid),
+        return ((pk, key, pid, seq, cs.binding_sum(rid, key, pid, seq)),
                 (pk, seq, None, _DOMAIN, DOMAIN_FACT_RECORDED,
                  cs.event_sum_at(rid + "\0", seq, _EVENT_TAIL, body), body),
-                (seq, now, cs.run_sum_at(prefix, seq, created, now), pk, head),
+                (seq, now, cs.run_sum_at(prefix, seq, created, now), pk, head, rid),
                 (FactBinding(self.payload_id, True, seq),
                  (pk, seq, op_id, status, created, prefix)))
 
@@ -149,11 +167,12 @@ class FactWrite:
         result = self.result
         if result is not None:
             bind = _BIND_IF_HEAD if self.artifact is not None else _BIND_IF_HEAD_AND_PAYLOAD
-            if cur.execute(bind, self.bind_row).rowcount == 1:
+            move = self.move_row
+            if cur.execute(bind, (*self.bind_row, move[4], move[5])).rowcount == 1:
                 if self.artifact is not None:
                     cur.execute(q.ARTIFACT_INSERT, self.artifact)
                 cur.execute(q.EVENT_INSERT, self.event_row)
-                cur.execute(q.RUN_MOVE_HEAD, self.move_row)
+                cur.execute(_MOVE_HEAD_IF_RUN, move)
                 return result
         return self._general(cur)
 
@@ -187,8 +206,8 @@ class FactWrite:
         if self.artifact is not None:
             cur.execute(q.ARTIFACT_INSERT, self.artifact)
         cur.execute(q.EVENT_INSERT, event)
-        cur.execute(q.BINDING_INSERT, bind[:5])
-        seq, now, checksum, pk, _head = move
+        cur.execute(q.BINDING_INSERT, bind)
+        seq, now, checksum, pk, _head, _rid = move
         cur.execute(q.RUN_ADVANCE, (seq, now, known[2], known[3], checksum, pk))
         return result
 
@@ -210,17 +229,19 @@ class FactWrite:
             if op.artifact is not None:
                 artifacts.append(op.artifact)
         if len(artifacts) == len(ops):
-            bind = _BIND_IF_HEAD
+            bind = _BIND
         elif not artifacts:
-            bind = _BIND_IF_HEAD_AND_PAYLOAD
+            bind = _BIND_IF_PAYLOAD
         else:
             return None  # bind_fact and record_fact mixed: one by one
-        if cur.executemany(bind, binds).rowcount != len(ops):
-            return None  # a key bound, a head moved or a payload missing: one by one
+        n = len(ops)
+        if cur.executemany(_MOVE_HEAD_IF_RUN, moves).rowcount != n:
+            return None  # a head moved (or the run is not the one known): one by one
+        if cur.executemany(bind, binds).rowcount != n:
+            return None  # a key bound or a payload missing: one by one
         if artifacts:
             cur.executemany(q.ARTIFACT_INSERT, artifacts)
         cur.executemany(q.EVENT_INSERT, events)
-        cur.executemany(q.RUN_MOVE_HEAD, moves)
         return results
 
 
