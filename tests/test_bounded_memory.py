@@ -19,7 +19,7 @@ import pytest
 import mfm_store.follow as follow_module
 import mfm_store.postgres._follow as pg_follow
 import mfm_store.sync as sync_module
-from benchmarks.whole_file import EVENTS_PER_RUN, build
+from benchmarks.whole_file import build
 from mfm_store import DomainEvent, EventEnvelope, RunCompleted, RunId, RunStatus
 from mfm_store._paging import match_run
 from mfm_store.errors import MfmError, NotFoundError
@@ -227,19 +227,24 @@ from benchmarks.stream_child import _peak_rss_mb, _status_mb
 from mfm_store.sqlite import SqliteStore
 from mfm_store.sync import push
 
-async def main(op, path, scratch, keep_last):
+async def main(op, path, scratch):
     if op == "push":
         async with SqliteStore.open(path, read_only=True) as src, \
                 SqliteStore.open(Path(scratch) / "push.db", durability="normal") as dst:
             report = await push(src, dst)
             return {"ok": report.ok, "events": report.events_copied}
+    import sqlite3
+    with sqlite3.connect(path) as conn:  # the oldest runs: finished before the second's end
+        (second,), = conn.execute("SELECT updated_ms FROM runs ORDER BY updated_ms"
+                                  " LIMIT 1 OFFSET 1").fetchall()
+    conn.close()
     async with SqliteStore.open(path, durability="normal") as store:
-        report = await store.prune(keep_last=int(keep_last), artifact_min_age_seconds=0)
-        return {"ok": len(report.runs) == 2, "events": report.events}
+        report = await store.prune(finished_before=second + 1, artifact_min_age_seconds=0)
+        return {"ok": 2 <= len(report.runs) < 100, "events": report.events}
 
 base = _status_mb("VmRSS") or 0.0
 started = time.perf_counter()
-out = asyncio.run(main(*sys.argv[1:4], sys.argv[5]))
+out = asyncio.run(main(*sys.argv[1:4]))
 out.update(seconds=time.perf_counter() - started, peak_mb=_peak_rss_mb(), base_mb=base)
 print(json.dumps(out))
 """
@@ -257,14 +262,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     return out
 
 
-def _peak_growth(op: str, path: Path, scratch: Path, events: int) -> dict[str, Any]:
+def _peak_growth(op: str, path: Path, scratch: Path) -> dict[str, Any]:
     scratch.mkdir()
     if op == "prune":  # prune writes: on a copy
         path = Path(shutil.copy(path, scratch / "copy.db"))
-    keep = events // EVENTS_PER_RUN - 2  # prune: all runs but two
     proc = subprocess.run([sys.executable, "-c", _CHILD, op, str(path), str(scratch),
-                           str(REPO), str(keep)], capture_output=True, text=True, cwd=REPO,
-                          check=False)
+                           str(REPO)], capture_output=True, text=True, cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["ok"], result
@@ -275,6 +278,6 @@ def _peak_growth(op: str, path: Path, scratch: Path, events: int) -> dict[str, A
 @pytest.mark.parametrize("op", ["push", "prune"])
 def test_peak_memory_does_not_grow_with_the_file(files: dict[int, Path], tmp_path: Path,
                                                   op: str) -> None:
-    small = _peak_growth(op, files[SMALL], tmp_path / "small", SMALL)
-    large = _peak_growth(op, files[LARGE], tmp_path / "large", LARGE)
+    small = _peak_growth(op, files[SMALL], tmp_path / "small")
+    large = _peak_growth(op, files[LARGE], tmp_path / "large")
     assert large["growth"] - small["growth"] < 3.0, (small, large)
