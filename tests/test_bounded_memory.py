@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,16 @@ import mfm_store.follow as follow_module
 import mfm_store.postgres._follow as pg_follow
 import mfm_store.sync as sync_module
 from benchmarks.whole_file import build
-from mfm_store import DomainEvent, EventEnvelope, RunCompleted, RunId, RunStatus
+from mfm_store import (
+    DomainEvent,
+    EventEnvelope,
+    RunCompleted,
+    RunId,
+    RunStatus,
+    StateCompleted,
+)
 from mfm_store._paging import match_run
+from mfm_store._rules import artifact_refs
 from mfm_store.errors import MfmError, NotFoundError
 from mfm_store.follow import FollowCursor
 from mfm_store.memory import MemoryStore
@@ -113,6 +122,33 @@ async def test_prune_by_policy_over_many_pages(store: Store) -> None:
     report = await store.prune(keep_last=5)  # type: ignore[attr-defined]
     assert list(report.runs) == made[:7]
     assert [s.run_id for s in await store.list_runs()][:5] == made[7:]
+
+
+async def test_prune_rechecks_what_is_written_after_its_snapshot(tmp_path: Path) -> None:
+    """SQLite: artifacts found unreferenced are checked again, before deleting, against the
+    events (and their bindings) written after the snapshot's newest row."""
+    from mfm_store.events import decode_event
+    from mfm_store.sqlite import _prune
+
+    async with SqliteStore.open(tmp_path / "a.db") as store:
+        await _runs(store, 2)
+        pid = await store.put(ArtifactKind.FACT_PAYLOAD, b'{"v":1}')
+        snap = await store.put(ArtifactKind.CONTEXT_SNAPSHOT, b'{"s":1}')
+        conn = sqlite3.connect(tmp_path / "a.db")
+        try:
+            sizes, top = _prune._unreferenced(conn, {pid, snap})
+            assert set(sizes) == {pid, snap} and top == 4
+            run = RunId.new()
+            await store.append(run, 0, [
+                EventEnvelope(run, 1, None, DomainEvent("fact_recorded", {
+                    "key": "k", "payload_id": pid, "meta": {}})),
+                EventEnvelope(run, 2, None, StateCompleted("m.main.s", snap))])
+            bound = [p for (p,) in conn.execute(_prune._BINDINGS_SINCE, (top,))]
+            named = [ref for (body,) in conn.execute(_prune._EVENTS_SINCE, (top,))
+                     for ref in artifact_refs(decode_event(body))]
+            assert (bound, named) == ([pid], [snap])
+        finally:
+            conn.close()
 
 
 # CLI run-id prefixes

@@ -22,7 +22,6 @@ from ..events import decode_event
 from ..ids import ArtifactId, RunId
 from ..retention import KEPT_CHANGED, KEPT_NEWEST, PruneReport, archive, choose_runs
 from ..stores import Store
-from ._gc import refs_since
 
 if TYPE_CHECKING:
     from .store import SqliteStore
@@ -66,12 +65,20 @@ def _delete_runs(cur: sqlite3.Cursor, wanted: dict[str, int]
     return pruned, kept, events, bindings, refs
 
 
+# What was written after the snapshot of _unreferenced: events past its newest row id (row
+# ids only grow: the run holding the newest row is never pruned) and their bindings.
+_EVENTS_SINCE = "SELECT body FROM events WHERE rowid > ?"
+_BINDINGS_SINCE = ("SELECT b.payload_id FROM events AS e JOIN fact_bindings AS b"
+                   " ON b.run_pk = e.run_pk AND b.seq = e.seq WHERE e.rowid > ?")
+
+
 def _unreferenced(conn: sqlite3.Connection, candidates: set[str]
-                  ) -> tuple[dict[str, int], dict[int, int]]:
-    """In one read snapshot: which candidates no binding or event names; each run's head."""
+                  ) -> tuple[dict[str, int], int]:
+    """In one read snapshot: which candidates no binding or event names; the newest event
+    row id (what is written later is checked again before deleting)."""
     conn.execute("BEGIN")
     try:
-        heads = dict(conn.execute("SELECT run_pk, head_seq FROM runs").fetchall())
+        (top,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()
         left = {c for c in candidates
                 if conn.execute(_REFERENCED, (c,)).fetchone() is None}
         if left:
@@ -83,7 +90,7 @@ def _unreferenced(conn: sqlite3.Connection, candidates: set[str]
                  for (size,) in conn.execute("SELECT size FROM artifacts WHERE id = ?", (aid,))}
     finally:
         conn.execute("COMMIT")
-    return sizes, heads
+    return sizes, int(top)
 
 
 async def prune(store: SqliteStore, run_ids: Iterable[RunId | str] | None, *,
@@ -113,14 +120,15 @@ async def prune(store: SqliteStore, run_ids: Iterable[RunId | str] | None, *,
     deleted: dict[str, int] = {}
     if refs:
         cutoff = _rules.now_millis() - int(artifact_min_age_seconds * 1000)
-        sizes, heads = await store._in_thread(_unreferenced, refs)
+        sizes, top = await store._in_thread(_unreferenced, refs)
         if sizes:
 
             def drop(cur: sqlite3.Cursor) -> None:
-                for pk, head in cur.execute("SELECT run_pk, head_seq FROM runs").fetchall():
-                    if head > heads.get(pk, 0):
-                        for ref in refs_since(cur, pk, heads.get(pk, 0)):
-                            sizes.pop(ref, None)
+                for (payload,) in cur.execute(_BINDINGS_SINCE, (top,)):
+                    sizes.pop(payload, None)
+                for (body,) in cur.execute(_EVENTS_SINCE, (top,)):
+                    for ref in _rules.artifact_refs(decode_event(body)):
+                        sizes.pop(ref, None)
                 for aid in list(sizes):
                     if cur.execute("DELETE FROM artifacts WHERE id = ? AND created_ms <= ?",
                                    (aid, cutoff)).rowcount:
