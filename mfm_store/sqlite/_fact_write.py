@@ -7,13 +7,12 @@ not ``expected_seq``, or when an artifact the fact needs (the payload for ``bind
 declared reference) is absent.
 
 When the store knows the run's row (it wrote it last), the write needs no ``SELECT``: the
-binding goes in with ``INSERT ... SELECT ... WHERE`` the head is still the known one (and, for
-``bind_fact``, the payload exists) ``ON CONFLICT DO NOTHING``, so one statement both checks and
-writes; then the payload artifact, the event and the head. If that insert writes no row (the key
-is bound, the head moved, the payload is absent) nothing was written, and the general path reads
-the run's row and the binding to find which. Writes of one batch, on distinct runs, go together
-(:meth:`FactWrite.run_together`: one ``executemany`` per statement, the checked head moves
-first, then plain binding inserts; the writer rolls back a batch that fails a check).
+head moves with ``UPDATE ... WHERE`` the head is still the known one, the key is not bound (and,
+for ``bind_fact``, the payload exists), so one statement both checks and writes; then plain
+inserts of the binding, the payload artifact and the event. If that update changes no row (the
+key is bound, the head moved, the payload is absent) nothing was written, and the general path
+reads the run's row and the binding to find which. Writes of one batch, on distinct runs, go
+together (:meth:`FactWrite.run_together`: one ``executemany`` per statement).
 """
 
 from __future__ import annotations
@@ -47,38 +46,18 @@ _DOMAIN = "Domain"
 # The event checksum's seed text after the seq, the same for every fact_recorded event.
 _EVENT_TAIL = cs.event_tail(None, _DOMAIN, DOMAIN_FACT_RECORDED)
 
-# Binding inserts that also check, in the same statement, that the run's row is the one the
-# writer knows (?1 is still run ?7, at head ?6) and, for bind_fact, that the payload is stored:
-# no row inserted means "look closer" (bound, moved or missing), with nothing written.
-_BIND_IF_HEAD = (
-    "INSERT INTO fact_bindings (run_pk, fact_key, payload_id, seq, checksum)"
-    " SELECT ?1, ?2, ?3, ?4, ?5"
-    " WHERE (SELECT head_seq FROM runs WHERE run_pk = ?1 AND run_id = ?7) = ?6"
-    " ON CONFLICT DO NOTHING"
-)
-_BIND_IF_HEAD_AND_PAYLOAD = (
-    "INSERT INTO fact_bindings (run_pk, fact_key, payload_id, seq, checksum)"
-    " SELECT ?1, ?2, ?3, ?4, ?5"
-    " WHERE (SELECT head_seq FROM runs WHERE run_pk = ?1 AND run_id = ?7) = ?6"
-    " AND EXISTS (SELECT 1 FROM artifacts WHERE id = ?3)"
-    " ON CONFLICT DO NOTHING"
-)
-
-# A batch (run_together) moves each head first, with the run's id checked as the binding
-# insert above does, and then binds with a plain insert: cheaper than a subquery per row, and
-# a batch that fails either check is rolled back by the writer, then run one by one.
-_MOVE_HEAD_IF_RUN = (
+# The head move that checks, in the same statement, everything the fact needs: the run's row
+# is the one the writer knows (?4 is still run ?6, at head ?5), the key ?7 is not bound and, for
+# bind_fact, the payload ?8 is stored. No row updated means "look closer" (bound, moved or
+# missing), with nothing written; once it updated, the plain inserts that follow cannot
+# conflict (the transaction holds the write lock).
+_MOVE_HEAD_IF_NEW = (
     "UPDATE runs SET head_seq = ?1, updated_ms = ?2, checksum = ?3"
     " WHERE run_pk = ?4 AND head_seq = ?5 AND run_id = ?6"
+    " AND NOT EXISTS (SELECT 1 FROM fact_bindings WHERE run_pk = ?4 AND fact_key = ?7)"
 )
-_BIND = (
-    "INSERT INTO fact_bindings (run_pk, fact_key, payload_id, seq, checksum)"
-    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING"
-)
-_BIND_IF_PAYLOAD = (
-    "INSERT INTO fact_bindings (run_pk, fact_key, payload_id, seq, checksum)"
-    " SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM artifacts WHERE id = ?3)"
-    " ON CONFLICT DO NOTHING"
+_MOVE_HEAD_IF_NEW_AND_PAYLOAD = (
+    _MOVE_HEAD_IF_NEW + " AND EXISTS (SELECT 1 FROM artifacts WHERE id = ?8)"
 )
 
 
@@ -147,8 +126,8 @@ class FactWrite:
 
     def _rows(self, known: RunRow, prefix: str | None
               ) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...], Result]:
-        """The binding, event and head-move (with the head and run id it expects) rows at
-        ``known``, and the answer once they are written."""
+        """The binding, event and head-move (with what it checks) rows at ``known``, and the
+        answer once they are written."""
         pk, head, op_id, status, created = known
         rid, body, now = self.rid, self.body, self.now
         # Exact str: sqlite3 binds a subclass (CheckedKey, ArtifactId) through a slow lookup.
@@ -159,20 +138,22 @@ class FactWrite:
         return ((pk, key, pid, seq, cs.binding_sum(rid, key, pid, seq)),
                 (pk, seq, None, _DOMAIN, DOMAIN_FACT_RECORDED,
                  cs.event_sum_at(rid + "\0", seq, _EVENT_TAIL, body), body),
-                (seq, now, cs.run_sum_at(prefix, seq, created, now), pk, head, rid),
+                (seq, now, cs.run_sum_at(prefix, seq, created, now), pk, head, rid, key)
+                if self.artifact is not None else
+                (seq, now, cs.run_sum_at(prefix, seq, created, now), pk, head, rid, key, pid),
                 (FactBinding(self.payload_id, True, seq),
                  (pk, seq, op_id, status, created, prefix)))
 
     def __call__(self, cur: sqlite3.Cursor) -> Result:
         result = self.result
         if result is not None:
-            bind = _BIND_IF_HEAD if self.artifact is not None else _BIND_IF_HEAD_AND_PAYLOAD
-            move = self.move_row
-            if cur.execute(bind, (*self.bind_row, move[4], move[5])).rowcount == 1:
+            move = (_MOVE_HEAD_IF_NEW if self.artifact is not None
+                    else _MOVE_HEAD_IF_NEW_AND_PAYLOAD)
+            if cur.execute(move, self.move_row).rowcount == 1:
+                cur.execute(q.BINDING_INSERT, self.bind_row)
                 if self.artifact is not None:
                     cur.execute(q.ARTIFACT_INSERT, self.artifact)
                 cur.execute(q.EVENT_INSERT, self.event_row)
-                cur.execute(_MOVE_HEAD_IF_RUN, move)
                 return result
         return self._general(cur)
 
@@ -207,7 +188,7 @@ class FactWrite:
             cur.execute(q.ARTIFACT_INSERT, self.artifact)
         cur.execute(q.EVENT_INSERT, event)
         cur.execute(q.BINDING_INSERT, bind)
-        seq, now, checksum, pk, _head, _rid = move
+        seq, now, checksum, pk = move[:4]
         cur.execute(q.RUN_ADVANCE, (seq, now, known[2], known[3], checksum, pk))
         return result
 
@@ -229,16 +210,14 @@ class FactWrite:
             if op.artifact is not None:
                 artifacts.append(op.artifact)
         if len(artifacts) == len(ops):
-            bind = _BIND
+            move = _MOVE_HEAD_IF_NEW
         elif not artifacts:
-            bind = _BIND_IF_PAYLOAD
+            move = _MOVE_HEAD_IF_NEW_AND_PAYLOAD
         else:
             return None  # bind_fact and record_fact mixed: one by one
-        n = len(ops)
-        if cur.executemany(_MOVE_HEAD_IF_RUN, moves).rowcount != n:
-            return None  # a head moved (or the run is not the one known): one by one
-        if cur.executemany(bind, binds).rowcount != n:
-            return None  # a key bound or a payload missing: one by one
+        if cur.executemany(move, moves).rowcount != len(ops):
+            return None  # a key bound, a head moved or a payload missing: one by one
+        cur.executemany(q.BINDING_INSERT, binds)
         if artifacts:
             cur.executemany(q.ARTIFACT_INSERT, artifacts)
         cur.executemany(q.EVENT_INSERT, events)
