@@ -265,7 +265,7 @@ def check_artifact(kind: object, data: object) -> bytes:
     (random-bytes facts) are stored as they are. :class:`CheckedBytes` skip the scan.
     """
     kind = kind_of(kind)
-    checked = isinstance(data, CheckedBytes)
+    checked = isinstance(data, CheckedBytes)  # subclasses carry more (CheckedPayload)
     raw = data_of(data)
     if checked or kind.is_other or kind.name not in JSON_KINDS:
         return raw
