@@ -264,7 +264,9 @@ class GroupCommitWriter:
             if not entries:
                 _release(markers)
                 continue
-            ops = [cast(Op[Any], e.op) for e in entries]
+            # Entries with an op (markers were set apart); a cast to Op[Any] here would
+            # subscript a typing alias once per op at run time (~2.7 us each).
+            ops: list[Op[Any]] = [e.op for e in entries]  # type: ignore[misc]
             if self._inline:
                 if self._waits:
                     self._cur.execute("PRAGMA busy_timeout = 0")  # never wait on the loop
