@@ -405,9 +405,17 @@ def _sorted_copy(value: Any) -> Any:
     return value
 
 
+def content_id(data: bytes) -> str:
+    """The text of ``data``'s artifact id: lowercase hex SHA-256 (the kind never enters it).
+
+    The one place ids are computed: hot paths take the text, the others
+    :func:`artifact_id_for_bytes`."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def artifact_id_for_bytes(data: bytes) -> ArtifactId:
     """Lowercase hex SHA-256 of ``data``; the artifact kind never enters the id."""
-    return ArtifactId(hashlib.sha256(data).hexdigest())
+    return ArtifactId(content_id(data))
 
 
 def artifact_id_for_json(value: Any) -> ArtifactId:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import IO, Any, Protocol, TypeVar
@@ -39,7 +38,7 @@ from typing import IO, Any, Protocol, TypeVar
 import attrs
 
 from ._rules import artifact_refs, fact_binding_of
-from .canonical import parse_json, respell_floats
+from .canonical import content_id, parse_json, respell_floats
 from .errors import (
     CODE_EXPORT_MALFORMED,
     CODE_IMPORT_DIVERGED,
@@ -328,7 +327,7 @@ def _parse_artifact(obj: dict[str, Any], lineno: int) -> _Artifact:
         data = base64.b64decode(obj["data"], validate=True)
     except (ValueError, binascii.Error) as exc:
         raise _malformed(lineno, str(exc)) from None
-    if hashlib.sha256(data).hexdigest() != aid:
+    if content_id(data) != aid:
         raise _malformed(lineno, f"the bytes of artifact {aid} do not hash to its id")
     return _Artifact(aid, kind, data)
 

@@ -31,7 +31,6 @@ PACKAGE = ROOT / "mfm_store"
 KNOWN_NOT_MFM: dict[str, str] = {}
 # (module path, code) spelled as a bare string outside errors.py, with who fixes them.
 KNOWN_BARE_CODES: dict[tuple[str, str], str] = {
-    ("mfm_store/sqlite/store.py", "store_not_found"): "APPEND",
 }
 # Strings equal to a code that are not codes.
 NOT_CODES = {("mfm_store/engine/replay.py", "missing_fact")}  # ReplayOutcome.MISSING_FACT

@@ -17,7 +17,6 @@ together (:meth:`FactWrite.run_together`: one ``executemany`` per statement).
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +25,7 @@ import cbor2
 
 from .. import _rules
 from .._io_common import CheckedKey
+from ..canonical import content_id
 from ..errors import NotFoundError
 from ..events import DOMAIN_FACT_RECORDED, encode_event
 from ..ids import ArtifactId, RunId
@@ -87,7 +87,7 @@ def fact_event_body(key: str, payload_id: str, refs: Sequence[str] = ()) -> byte
 
 def artifact_row(data: bytes, payload_id: str | None = None) -> tuple[Any, ...]:
     """The ``artifacts`` row of a fact payload (``payload_id``: its SHA-256, if known)."""
-    aid = hashlib.sha256(data).hexdigest() if payload_id is None else str(payload_id)
+    aid = content_id(data) if payload_id is None else str(payload_id)
     size = len(data)
     # Exact str and bytes: sqlite3 binds a subclass (CheckedPayload, ArtifactId) only after a
     # failed adapter lookup, which costs more than the copy.

@@ -16,12 +16,12 @@ another goes to TEMP tables (on disk: ``temp_store = FILE``) and the cross-check
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import _rules
+from ..canonical import content_id
 from ..events import DOMAIN_FACT_RECORDED, DomainEvent, RunCompleted, RunStarted, decode_event
 from ..ids import RunId
 from . import _checksums as cs
@@ -127,7 +127,7 @@ def schema_check(v: Verifier) -> None:
 
 def artifacts_check(v: Verifier) -> None:
     """Every artifact row: checksum, SHA-256 of the bytes against the id, size."""
-    v3, add, sha256 = v.v3, v.add, hashlib.sha256
+    v3, add = v.v3, v.add
     for aid, kind, size, stored, data in v.conn.execute(q.VERIFY_ARTIFACTS):
         v.checked()
         v.counts["artifacts"] += 1
@@ -138,7 +138,7 @@ def artifacts_check(v: Verifier) -> None:
               else cs.legacy_artifact_sum(data)) == stored
         if not ok:
             add("artifact_checksum", "stored row fails its xxh3 checksum", artifact_id=aid)
-        if sha256(data).hexdigest() != aid:
+        if content_id(data) != aid:
             add("artifact_hash", "SHA-256 of the bytes is not the artifact id",
                 artifact_id=aid)
         if size != len(data):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import sqlite3
@@ -12,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 import xxhash
@@ -21,8 +20,8 @@ from .. import _rules
 from .._io_common import CheckedPayload
 from .._opening import Opening
 from .._paging import check_list_runs, unknown_after
+from ..canonical import content_id
 from ..errors import (
-    CODE_INVALID_ENVELOPES,
     CODE_READ_ONLY,
     CODE_STORE_CLOSED,
     CorruptionError,
@@ -30,10 +29,8 @@ from ..errors import (
     StorageError,
 )
 from ..events import (
-    DomainEvent,
     EventEnvelope,
     decode_event,
-    encode_event,
 )
 from ..follow import After, Follower
 from ..ids import ArtifactId, FactKey, OpId, RunId
@@ -42,19 +39,18 @@ from ..stores import ArtifactKind, FactBinding, ProgressFn, RunSummary, Store
 from . import _checksums as cs
 from . import _follow, _readonly
 from . import _queries as q
+from ._append_write import Append, KnownRunAppend, RunState, event_rows
 from ._backup import write_backup
 from ._errors import map_errors
 from ._fact_write import FactWrite, NewRow, RunRow, artifact_row, check_bind
 from ._gc import GcReport, refs_since, unreferenced
-from ._schema import check_and_migrate, inspect_file
+from ._prepare import SYNCHRONOUS, Durability, prepare
 from ._snapshot import ReadSnapshot, read_snapshot
 from ._verify import VerifyReport, verify_connection
 from ._writer import GroupCommitWriter
 
 __all__ = ["Durability", "SqliteStore"]
 
-Durability = Literal["full", "normal"]
-_SYNCHRONOUS = {"full": "PRAGMA synchronous = FULL", "normal": "PRAGMA synchronous = NORMAL"}
 _I64 = 1 << 63
 _U64 = 1 << 64
 _T = TypeVar("_T")
@@ -92,8 +88,8 @@ class SqliteStore:
         self._reader = reader
         self._writer = writer
         self._closed = False
-        # What this store last wrote of each run (committed); see _KnownRunAppend.
-        self._runs: dict[str, _RunState] = {}
+        # What this store last wrote of each run (committed); see KnownRunAppend.
+        self._runs: dict[str, RunState] = {}
         self._version = version
         self._v3 = version >= 3
         self._layout = 3 if self._v3 else 2
@@ -127,7 +123,7 @@ class SqliteStore:
         laptop SSD or an SD card). ``False``: always on the writer's thread. Waiting for
         another process's lock always happens off the loop.
         """
-        if durability not in _SYNCHRONOUS:
+        if durability not in SYNCHRONOUS:
             raise ValueError(f"durability must be 'full' or 'normal', not {durability!r}")
         return Opening(cls._open(Path(path), durability, read_only, busy_timeout,
                                  commit_on_loop))
@@ -137,7 +133,7 @@ class SqliteStore:
                     busy_timeout: float, commit_on_loop: bool | None = None) -> SqliteStore:
         timeout_ms = int(busy_timeout * 1000)
         uri, writer_conn, version, copy = await asyncio.to_thread(
-            _prepare, path, durability, read_only, timeout_ms)
+            prepare, path, durability, read_only, timeout_ms)
         held = writer_conn is not None or (read_only and copy is None and "immutable" not in uri)
         try:
             with map_errors(str(path)):
@@ -241,17 +237,17 @@ class SqliteStore:
         envelopes = list(envelopes)
         _rules.check_envelopes(run_id, expected_seq, envelopes)
         rid = str(run_id)
-        rows, scan = _rows_v3(run_id, rid, envelopes)
+        rows, scan = event_rows(run_id, rid, envelopes)
         writer = self._writer
         if writer is None or self._closed:
             writer = self._writable()  # raises
         known = self._runs.get(rid)
         if (known is not None and known.head == expected_seq and rows and not scan.bindings
                 and not scan.refs and scan.op_id is None and scan.status is None):
-            op: _Append = _KnownRunAppend(rid, expected_seq, scan, rows, known)
+            op: Append = KnownRunAppend(rid, expected_seq, scan, rows, known)
         else:
-            op = _Append(rid, expected_seq, scan, rows)
-        result: tuple[int, _RunState | None] = await writer.run(op)
+            op = Append(rid, expected_seq, scan, rows)
+        result: tuple[int, RunState | None] = await writer.run(op)
         head, state = result
         if state is not None:
             self._runs[rid] = state  # committed
@@ -426,7 +422,7 @@ class SqliteStore:
                       None if st is None else st.prefix))
         binding, new = outcome
         if new is not None:
-            self._runs[rid] = _RunState(*new)  # committed
+            self._runs[rid] = RunState(*new)  # committed
         return binding
 
     def _known(self, rid: str) -> tuple[RunRow | None, str | None]:
@@ -447,7 +443,7 @@ class SqliteStore:
             FactWrite(rid, key, payload_id, expected_seq, artifact, refs, known, prefix))
         binding, new = outcome
         if new is not None:
-            self._runs[rid] = _RunState(*new)  # committed
+            self._runs[rid] = RunState(*new)  # committed
         return binding
 
     def _check_binding(self, rid: str, row: Sequence[Any]) -> ArtifactId:
@@ -630,204 +626,7 @@ def _with_connection(uri: str, where: str, fn: Any, *args: Any) -> Any:
 
 
 def _artifact_row(kind: ArtifactKind, data: bytes) -> tuple[Any, ...]:
-    aid = hashlib.sha256(data).hexdigest()
+    aid = content_id(data)
     text = str(kind)
     return (aid, text, len(data), cs.artifact_sum(aid, text, len(data), data),
             _rules.now_millis(), data)
-
-
-def _rows_v3(run_id: RunId, rid: str, envelopes: list[EventEnvelope]
-             ) -> tuple[list[tuple[Any, ...]], _rules.EventScan]:
-    """Encode checked envelopes as event rows ``(seq, ts, kind, name, checksum, body)`` and
-    check their content (:func:`_rules.scan_events`)."""
-    rows: list[tuple[Any, ...]] = []
-    head = rid + "\0"
-    sum_at, tail_of = cs.event_sum_at, cs.event_tail
-    for env in envelopes:
-        event, seq, ts = env.event, env.seq, env.ts_millis
-        try:
-            body = encode_event(event)
-        except Exception as exc:
-            raise StorageError(f"event {seq} of run {run_id} cannot be encoded: {exc}",
-                               code=CODE_INVALID_ENVELOPES) from exc
-        if type(event) is DomainEvent:
-            kind, name = "Domain", event.name
-        else:
-            kind, name = type(event).__name__, None
-        rows.append((seq, ts, kind, name, sum_at(head, seq, tail_of(ts, kind, name), body),
-                     body))
-    return rows, _rules.scan_events(run_id, envelopes)
-
-
-class _RunState:
-    """A run row as its writer knows it: key, head, op id, status, creation time."""
-
-    __slots__ = ("created", "head", "op_id", "pk", "prefix", "status")
-
-    def __init__(self, pk: int, head: int, op_id: str | None, status: str,
-                 created: int, prefix: str | None = None) -> None:
-        self.pk, self.head, self.op_id, self.status, self.created = (
-            pk, head, op_id, status, created)
-        self.prefix = prefix  # cs.run_prefix of the row, once computed
-
-    def advance(self, cur: sqlite3.Cursor, rid: str, head: int, now: int, op_id: str | None,
-                status: str | None) -> _RunState:
-        """Write the row at ``head`` (op id and status set if given) with its checksum."""
-        op_id = op_id or self.op_id
-        status = status or self.status
-        cur.execute(q.RUN_ADVANCE, (head, now, op_id, status,
-                                    cs.run_sum(self.pk, rid, op_id, status, head, self.created,
-                                               now), self.pk))
-        return _RunState(self.pk, head, op_id, status, self.created)
-
-
-def _new_run(cur: sqlite3.Cursor, rid: str, now: int) -> _RunState:
-    pk = cur.execute(q.RUN_INSERT, (rid, now, now)).lastrowid
-    assert pk is not None
-    return _RunState(pk, 0, None, _rules.STATUS_RUNNING, now)
-
-
-class _Append:
-    """The write of one ``append``: check the head, the fact bindings and the artifacts the
-    events name, then write.
-
-    Returns ``(new head, run state)`` (state None when nothing was written).
-    """
-
-    __slots__ = ("expected", "known", "new_head", "rid", "rows", "scan")
-
-    def __init__(self, rid: str, expected: int, scan: _rules.EventScan,
-                 rows: list[tuple[Any, ...]], known: _RunState | None = None) -> None:
-        self.rid, self.expected, self.new_head = rid, expected, expected + len(rows)
-        self.scan, self.rows, self.known = scan, rows, known
-
-    def __call__(self, cur: sqlite3.Cursor) -> tuple[int, _RunState | None]:
-        rid, expected, scan = self.rid, self.expected, self.scan
-        row = cur.execute(q.RUN_STATE, (rid,)).fetchone()
-        head = row[1] if row else 0
-        if head != expected:
-            raise _rules.head_moved(rid, expected, head)
-        if not self.rows:
-            return int(head), None
-        new_bindings = []
-        for key, (pid, seq) in scan.bindings.items():
-            bound = row and cur.execute(q.BINDING_GET, (row[0], key)).fetchone()
-            if not bound:
-                new_bindings.append((key, pid, seq))
-            elif bound[0] != pid:
-                raise _rules.binding_conflict(rid, key, bound[0], pid)
-        for ref, seq in scan.refs.items():
-            if cur.execute(q.ARTIFACT_EXISTS, (ref,)).fetchone() is None:
-                raise _rules.missing_artifact(rid, seq, ref)
-        # Checks are done; writes follow (an op must not fail after it wrote).
-        now = _rules.now_millis()
-        state = _RunState(*row) if row else _new_run(cur, rid, now)
-        pk = state.pk
-        for key, pid, seq in new_bindings:
-            cur.execute(q.BINDING_INSERT, (pk, key, pid, seq, cs.binding_sum(rid, key, pid, seq)))
-        self._insert_events(cur, pk)
-        return self.new_head, state.advance(cur, rid, self.new_head, now, scan.op_id,
-                                            scan.status)
-
-    def _insert_events(self, cur: sqlite3.Cursor, pk: int) -> None:
-        if len(self.rows) == 1:
-            cur.execute(q.EVENT_INSERT, (pk, *self.rows[0]))
-        else:
-            cur.executemany(q.EVENT_INSERT, [(pk, *r) for r in self.rows])
-
-
-class _KnownRunAppend(_Append):
-    """An append to a run whose key is known, of events that bind no fact, name no artifact
-    and set neither op id nor status (the common case): one conditional UPDATE checks and
-    moves the head, then the events go in. Appends of one batch run together (two
-    ``executemany``); if any head moved, the general path decides."""
-
-    __slots__ = ()
-
-    def _moved(self, now: int) -> tuple[tuple[Any, ...], _RunState]:
-        known = self.known
-        assert known is not None
-        head = self.new_head
-        prefix = known.prefix
-        if prefix is None:
-            prefix = cs.run_prefix(known.pk, self.rid, known.op_id, known.status)
-        state = _RunState(known.pk, head, known.op_id, known.status, known.created, prefix)
-        checksum = cs.run_sum_at(prefix, head, known.created, now)
-        return (head, now, checksum, known.pk, self.expected), state
-
-    def __call__(self, cur: sqlite3.Cursor) -> tuple[int, _RunState | None]:
-        params, state = self._moved(_rules.now_millis())
-        if cur.execute(q.RUN_MOVE_HEAD, params).rowcount != 1:
-            return super().__call__(cur)
-        pk, rows = state.pk, self.rows
-        if len(rows) == 1:
-            cur.execute(q.EVENT_INSERT, (pk, *rows[0]))
-        else:
-            cur.executemany(q.EVENT_INSERT, [(pk, *r) for r in rows])
-        return self.new_head, state
-
-    @staticmethod
-    def run_together(cur: sqlite3.Cursor, ops: list[_KnownRunAppend]
-                     ) -> list[tuple[int, _RunState | None]] | None:
-        now = _rules.now_millis()
-        moved = [o._moved(now) for o in ops]
-        if cur.executemany(q.RUN_MOVE_HEAD, [m[0] for m in moved]).rowcount != len(ops):
-            return None
-        cur.executemany(q.EVENT_INSERT, [(m[1].pk, *r) for o, m in zip(ops, moved, strict=True)
-                                         for r in o.rows])
-        return [(o.new_head, m[1]) for o, m in zip(ops, moved, strict=True)]
-
-
-
-def _prepare(path: Path, durability: Durability, read_only: bool, busy_timeout_ms: int
-             ) -> tuple[str, sqlite3.Connection | None, int, Path | None]:
-    """Blocking part of opening: checks, migration, writer connection.
-
-    Returns the reader URI, the writer connection (None when read-only), the file's schema
-    version and the private copy read instead of the file (see ``_readonly``), if any.
-    """
-    exists = path.exists()
-    if read_only and not exists:
-        raise StorageError(f"{path}: no such file", code="store_not_found")
-    is_wal = inspect_file(path)[1] if exists else False
-    if read_only:
-        return _prepare_read_only(path, is_wal)
-    with map_errors(str(path)):
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                               timeout=busy_timeout_ms / 1000)
-    try:
-        version = check_and_migrate(conn, path, read_only=False)
-        with map_errors(str(path)):
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(_SYNCHRONOUS[durability])
-            conn.execute("PRAGMA busy_timeout = 0")
-    except BaseException:
-        conn.close()
-        raise
-    return path.resolve().as_uri(), conn, version, None
-
-
-def _prepare_read_only(path: Path, is_wal: bool
-                       ) -> tuple[str, None, int, Path | None]:
-    copy = None
-    if not is_wal:
-        uri = path.resolve().as_uri() + "?mode=ro"
-    elif _readonly.in_use(path):
-        uri = path.resolve().as_uri() + "?mode=ro"  # through the live writer's index
-    elif _readonly.wal_has_data(path):
-        copy = _readonly.private_copy(path)
-        uri = copy.as_uri() + "?mode=ro"
-    else:
-        uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
-    try:
-        with map_errors(str(path)):
-            probe = sqlite3.connect(uri, uri=True, isolation_level=None)
-        try:
-            version = check_and_migrate(probe, path, read_only=True)
-        finally:
-            probe.close()
-    except BaseException:
-        if copy is not None:
-            _readonly.discard(copy)
-        raise
-    return uri, None, version, copy
