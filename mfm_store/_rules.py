@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from . import _checksums as cs
+
 # The policy's own pieces: the secret policy has one definition, in ``canonical``.
 from .canonical import (
     ASCII_LOWER,
@@ -44,6 +46,7 @@ from .events import (
     StateCompleted,
     StateEntered,
     StateFailed,
+    encode_event,
 )
 from .ids import ArtifactId, RunId
 from .stores import ArtifactKind
@@ -515,3 +518,26 @@ def status_after(event: object) -> str | None:
 
 def op_id_of(event: object) -> str | None:
     return event.op_id if isinstance(event, RunStarted) else None
+
+
+def event_rows(rid: str, envelopes: Sequence[EventEnvelope]) -> list[tuple[Any, ...]]:
+    """The rows ``(seq, ts, kind, name, checksum, body)`` every backend stores for checked
+    envelopes of run ``rid`` (CBOR body, whole-row checksum). An event that cannot be encoded
+    is ``StorageError`` (``invalid_envelopes``)."""
+    rows: list[tuple[Any, ...]] = []
+    head = rid + "\0"
+    sum_at, tail_of = cs.event_sum_at, cs.event_tail
+    for env in envelopes:
+        event, seq, ts = env.event, env.seq, env.ts_millis
+        try:
+            body = encode_event(event)
+        except Exception as exc:
+            raise StorageError(f"event {seq} of run {rid} cannot be encoded: {exc}",
+                               code=CODE_INVALID_ENVELOPES) from exc
+        if type(event) is DomainEvent:
+            kind, name = "Domain", event.name
+        else:
+            kind, name = type(event).__name__, None
+        rows.append((seq, ts, kind, name, sum_at(head, seq, tail_of(ts, kind, name), body),
+                     body))
+    return rows

@@ -30,7 +30,6 @@ from .._opening import Opening
 from ..canonical import artifact_id_for_bytes
 from ..errors import (
     CODE_CONCURRENCY,
-    CODE_INVALID_ENVELOPES,
     CODE_READ_ONLY,
     CODE_STORAGE,
     CODE_STORE_CLOSED,
@@ -40,7 +39,7 @@ from ..errors import (
     NotFoundError,
     StorageError,
 )
-from ..events import DomainEvent, EventEnvelope, decode_event, encode_event
+from ..events import EventEnvelope, decode_event, encode_event
 from ..follow import After, Follower
 from ..ids import ArtifactId, FactKey, OpId, RunId
 from ..retention import PruneReport
@@ -271,7 +270,7 @@ class PostgresStore:
         run_id = _rules.check_envelopes(run_id, expected_seq, envelopes)
         self._check_open()
         rid = str(run_id)
-        rows = _event_rows(rid, envelopes)
+        rows = _rules.event_rows(rid, envelopes)
         scan = _rules.scan_events(run_id, envelopes)
         self._writable()
         if not rows:
@@ -649,25 +648,6 @@ class PostgresStore:
                 await conn.execute(q.ARTIFACT_DELETE, (list(candidates), cutoff))
         return GcReport(artifacts=sorted(ArtifactId(a) for a in candidates),
                         bytes=sum(candidates.values()), applied=apply)
-
-
-def _event_rows(rid: str, envelopes: list[EventEnvelope]) -> list[tuple[Any, ...]]:
-    """Rows ``(seq, ts, kind, name, checksum, body)`` of checked envelopes; an event that
-    cannot be encoded is ``StorageError`` (``invalid_envelopes``)."""
-    rows: list[tuple[Any, ...]] = []
-    for env in envelopes:
-        event, seq, ts = env.event, env.seq, env.ts_millis
-        try:
-            body = encode_event(event)
-        except Exception as exc:
-            raise StorageError(f"event {seq} of run {rid} cannot be encoded: {exc}",
-                               code=CODE_INVALID_ENVELOPES) from exc
-        if type(event) is DomainEvent:
-            kind, name = "Domain", event.name
-        else:
-            kind, name = type(event).__name__, None
-        rows.append((seq, ts, kind, name, cs.event_sum(rid, seq, ts, kind, name, body), body))
-    return rows
 
 
 def _fact_sum(rid: str, seq: int, body: bytes) -> int:

@@ -11,8 +11,7 @@ import sqlite3
 from typing import Any
 
 from .. import _rules
-from ..errors import CODE_INVALID_ENVELOPES, StorageError
-from ..events import DomainEvent, EventEnvelope, encode_event
+from ..events import EventEnvelope
 from ..ids import RunId
 from . import _checksums as cs
 from . import _queries as q
@@ -21,26 +20,10 @@ __all__ = ["Append", "KnownRunAppend", "RunState", "event_rows", "new_run"]
 
 
 def event_rows(run_id: RunId, rid: str, envelopes: list[EventEnvelope]
-             ) -> tuple[list[tuple[Any, ...]], _rules.EventScan]:
-    """Encode checked envelopes as event rows ``(seq, ts, kind, name, checksum, body)`` and
-    check their content (:func:`_rules.scan_events`)."""
-    rows: list[tuple[Any, ...]] = []
-    head = rid + "\0"
-    sum_at, tail_of = cs.event_sum_at, cs.event_tail
-    for env in envelopes:
-        event, seq, ts = env.event, env.seq, env.ts_millis
-        try:
-            body = encode_event(event)
-        except Exception as exc:
-            raise StorageError(f"event {seq} of run {run_id} cannot be encoded: {exc}",
-                               code=CODE_INVALID_ENVELOPES) from exc
-        if type(event) is DomainEvent:
-            kind, name = "Domain", event.name
-        else:
-            kind, name = type(event).__name__, None
-        rows.append((seq, ts, kind, name, sum_at(head, seq, tail_of(ts, kind, name), body),
-                     body))
-    return rows, _rules.scan_events(run_id, envelopes)
+               ) -> tuple[list[tuple[Any, ...]], _rules.EventScan]:
+    """The event rows of checked envelopes (:func:`_rules.event_rows`) and what their content
+    makes (:func:`_rules.scan_events`)."""
+    return _rules.event_rows(rid, envelopes), _rules.scan_events(run_id, envelopes)
 
 
 class RunState:
