@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Literal
 
 from ._opening import Opening
@@ -17,6 +18,23 @@ _PG_SCHEMES = ("postgresql://", "postgres://")
 
 def is_postgres_target(target: str | os.PathLike[str]) -> bool:
     return isinstance(target, str) and target.startswith(_PG_SCHEMES)
+
+
+# A URL's password (``scheme://user:PASSWORD@``) and a ``password=`` parameter (libpq's
+# key=value form or a URL query).
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/@:]*:)[^\s@/]*@", re.IGNORECASE)
+_PARAM_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|[^\s&#]*)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL password and ``password=`` value replaced by ``***``."""
+    return _PARAM_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
+
+
+def shown_target(target: str | os.PathLike[str]) -> str:
+    """A target for messages and output: a path as given, a URL without its password."""
+    text = os.fspath(target)
+    return redact(text) if is_postgres_target(text) else text
 
 
 def split_schema(dsn: str) -> tuple[str, str | None]:

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, Protocol, TextIO, cast
 
-from .._open import is_postgres_target, open_store
+from .._open import is_postgres_target, open_store, redact, shown_target
 from .._paging import match_run
 from ..errors import (
     CODE_EXPORT_MALFORMED,
@@ -92,23 +91,6 @@ class CliStore(ExportableStore, Protocol):
                      progress: ProgressFn | None = None) -> VerifyReport: ...
 
     async def gc(self, *, apply: bool = False, min_age_seconds: float = 3600.0) -> GcReport: ...
-
-
-# A URL's password (``scheme://user:PASSWORD@``) and a ``password=`` parameter (libpq's
-# key=value form or a URL query).
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/@:]*:)[^\s@/]*@", re.IGNORECASE)
-_PARAM_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|[^\s&#]*)", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """``text`` with every URL password and ``password=`` value replaced by ``***``."""
-    return _PARAM_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
-
-
-def shown_target(target: str | os.PathLike[str]) -> str:
-    """A ``--db`` value for messages and output: a path as given, a URL without its password."""
-    text = os.fspath(target)
-    return redact(text) if is_postgres_target(text) else text
 
 
 def is_path_target(target: str | os.PathLike[str]) -> bool:

@@ -7,7 +7,7 @@ import errno
 import os
 from typing import Any
 
-from ..errors import CODE_PORT_UNAVAILABLE, CODE_USAGE
+from ..errors import CODE_PORT_UNAVAILABLE, CODE_UI_EXTRA_MISSING, CODE_USAGE, MfmError
 from ..ui import serve
 from ._common import DB_ENV, EXIT_OK, EXIT_USAGE, CliError, add_command
 
@@ -38,6 +38,10 @@ async def run(args: argparse.Namespace) -> int:
         raise CliError(f"--port must be 0..65535, not {args.port}", EXIT_USAGE, CODE_USAGE)
     try:
         await serve(target, port=args.port, open_browser=args.open_browser)
+    except MfmError as exc:
+        if exc.info.code == CODE_UI_EXTRA_MISSING:  # something to install: a usage error
+            raise CliError(str(exc), EXIT_USAGE, CODE_UI_EXTRA_MISSING) from None
+        raise
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             raise CliError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}",

@@ -12,9 +12,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
 
-from .._open import open_store
-from ..cli import EXIT_FILE, EXIT_USAGE, CliError, shown_target
-from ..errors import CODE_NOT_A_DATABASE, CODE_STORE_NOT_FOUND, CODE_UI_EXTRA_MISSING
+from .._open import open_store, shown_target
+from ..errors import (
+    CODE_NOT_A_DATABASE,
+    CODE_STORE_NOT_FOUND,
+    CODE_UI_EXTRA_MISSING,
+    MfmError,
+    StorageError,
+)
 from ..stores import Store
 
 __all__ = ["open_read_only", "serve"]
@@ -41,10 +46,10 @@ async def open_read_only(target: str | os.PathLike[str]) -> AsyncIterator[tuple[
         return
     path = Path(text)
     if not path.exists():
-        raise CliError(f"{path}: no such file", EXIT_FILE, CODE_STORE_NOT_FOUND)
+        raise StorageError(f"{path}: no such file", code=CODE_STORE_NOT_FOUND)
     if path.is_dir():
-        raise CliError(f"{path}: is a directory, not a database file", EXIT_FILE,
-                       CODE_NOT_A_DATABASE)
+        raise StorageError(f"{path}: is a directory, not a database file",
+                           code=CODE_NOT_A_DATABASE)
     async with open_store(path, read_only=True) as store:
         yield store, str(path)
 
@@ -60,13 +65,15 @@ async def serve(target: str | os.PathLike[str], *, host: str = "127.0.0.1", port
 
     Opens the store read-only, listens on ``host`` (a loopback address only) and ``port``
     (0: a free port), prints the address once it accepts connections, optionally opens the
-    user's browser, and closes the store on the way out. Raises ``CliError`` for a missing
-    file or a missing ``ui`` extra, ``ValueError`` for a host that is not loopback.
+    user's browser, and closes the store on the way out. Raises ``StorageError`` (codes
+    ``store_not_found``, ``not_an_mfm_store``) for a missing file or a folder, ``MfmError``
+    (``ui_extra_missing``) without the ``ui`` extra, ``ValueError`` for a host that is not
+    loopback.
     """
     try:
         from ._server import serve_store
     except ImportError as exc:
-        raise CliError(f"{_MISSING_EXTRA} ({exc})", EXIT_USAGE, CODE_UI_EXTRA_MISSING) from None
+        raise MfmError(f"{_MISSING_EXTRA} ({exc})", code=CODE_UI_EXTRA_MISSING) from None
     async with open_read_only(target) as (store, label):
         await serve_store(store, label=label, host=host, port=port,
                           open_browser=open_browser, out=out)
