@@ -11,6 +11,7 @@ from . import _rules
 from .follow import After, Batch, FollowCursor, Follower, Hub, start_cursor
 from .ids import ArtifactId, RunId
 from .retention import KEPT_CHANGED, PruneReport, archive, choose_runs
+from .sqlite import SqliteStore  # an archive file is staged in SQLite scratch files
 from .stores import Store
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ async def prune(store: MemoryStore, run_ids: Iterable[RunId | str] | None, *,
     if dry_run or not chosen:
         return PruneReport(runs=tuple(r.run_id for r in chosen), kept=tuple(kept),
                            events=sum(r.head_seq for r in chosen))
-    where = None if archive_to is None else await archive(store, chosen, archive_to)
+    where = None if archive_to is None else await archive(
+        store, chosen, archive_to, lambda p: SqliteStore.open(p, durability="normal"))
     pruned: list[RunId] = []
     events = bindings = 0
     refs: set[str] = set()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import heapq
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -28,8 +29,11 @@ from .errors import (
 from .ids import ArtifactId, RunId
 from .stores import EventStore, RunSummary, Store, iter_runs
 
-__all__ = ["CODE_ARCHIVE_MISMATCH", "PruneReport", "archive", "choose", "choose_runs",
-           "cutoff_millis"]
+if TYPE_CHECKING:
+    from .transfer import ExportableStore
+
+__all__ = ["CODE_ARCHIVE_MISMATCH", "PruneReport", "ScratchStore", "archive", "choose",
+           "choose_runs", "cutoff_millis"]
 
 # Why a run asked for is kept.
 KEPT_RUNNING = "running"
@@ -176,13 +180,17 @@ async def _same_runs(src: Store, copy: Store, runs: Sequence[RunSummary]) -> Non
                                    code=CODE_ARCHIVE_MISMATCH)
 
 
+ScratchStore = Callable[[Path], AbstractAsyncContextManager["ExportableStore"]]
+
+
 async def archive(store: Store, runs: Sequence[RunSummary],
-                  target: str | os.PathLike[str] | Store) -> str:
+                  target: str | os.PathLike[str] | Store, scratch: ScratchStore) -> str:
     """Copy ``runs`` (with their artifacts) into ``target`` and check the copy: a new export
     file (JSON Lines, :mod:`mfm_store.transfer`) or another store (:func:`mfm_store.sync.sync`).
-    Raises ``StorageError`` (``archive_mismatch``, ``destination_exists``) if the copy is not
-    there as in the store. Returns a description of the target."""
-    from .sqlite import SqliteStore
+    An export file is staged and checked in two stores ``scratch(path)`` opens on disk (the
+    backends pass ``SqliteStore.open``: retention imports no backend). Raises
+    ``StorageError`` (``archive_mismatch``, ``destination_exists``) if the copy is not there
+    as in the store. Returns a description of the target."""
     from .sync import sync
     from .transfer import export_jsonl, import_jsonl
 
@@ -200,7 +208,7 @@ async def archive(store: Store, runs: Sequence[RunSummary],
                            code=CODE_DESTINATION_EXISTS)
     with tempfile.TemporaryDirectory(prefix="mfm-archive-", dir=path.parent) as tmp:
         partial = Path(tmp) / "archive.jsonl"
-        async with SqliteStore.open(Path(tmp) / "stage.db", durability="normal") as stage:
+        async with scratch(Path(tmp) / "stage.db") as stage:
             report = await sync(store, stage, runs=ids)
             if not report.ok:
                 raise StorageError(f"archiving failed: {report.problems[0]}",
@@ -209,7 +217,7 @@ async def archive(store: Store, runs: Sequence[RunSummary],
                 await export_jsonl(stage, out)
                 out.flush()
                 os.fsync(out.fileno())
-        async with SqliteStore.open(Path(tmp) / "check.db", durability="normal") as check:
+        async with scratch(Path(tmp) / "check.db") as check:
             with partial.open("rb") as source:
                 await import_jsonl(check, source)
             await _same_runs(store, check, runs)

@@ -18,6 +18,7 @@ from .. import _rules
 from ..events import decode_event
 from ..ids import ArtifactId, RunId
 from ..retention import KEPT_CHANGED, PruneReport, archive, choose_runs
+from ..sqlite import SqliteStore  # an archive file is staged in SQLite scratch files
 from ..stores import Store
 from . import _queries as q
 from ._maintain import refs_since, unreferenced
@@ -39,7 +40,8 @@ async def prune(store: PostgresStore, run_ids: Iterable[RunId | str] | None, *,
     if dry_run or not chosen:
         return PruneReport(runs=tuple(r.run_id for r in chosen), kept=tuple(kept),
                            events=sum(r.head_seq for r in chosen))
-    where = None if archive_to is None else await archive(store, chosen, archive_to)
+    where = None if archive_to is None else await archive(
+        store, chosen, archive_to, lambda p: SqliteStore.open(p, durability="normal"))
     wanted = {str(r.run_id): r.head_seq for r in chosen}
     refs: set[str] = set()
     pruned: list[RunId] = []

@@ -111,7 +111,8 @@ async def prune(store: SqliteStore, run_ids: Iterable[RunId | str] | None, *,
                            file_bytes_before=size_before, file_bytes_after=size_before)
     where = None
     if archive_to is not None:
-        where = await archive(store, chosen, archive_to)
+        where = await archive(store, chosen, archive_to,
+                              lambda p: type(store).open(p, durability="normal"))
     wanted = {str(r.run_id): r.head_seq for r in chosen}
     writer = store._writable()
     pruned, kept_now, events, bindings, refs = await writer.run(
