@@ -242,7 +242,7 @@ async def open_target(target: str | os.PathLike[str], *, read_only: bool = False
         raise CliError(f"{shown_target(target)}: {exc}", EXIT_USAGE, CODE_USAGE) from None
 
 
-async def resolve_run(store: CliStore, text: str, where: str | os.PathLike[str]) -> RunId:
+async def resolve_run(store: Store, text: str, where: str | os.PathLike[str]) -> RunId:
     """A run of ``store`` given by its id or a unique prefix of it; ``where`` names the
     store in messages (:func:`shown_target`)."""
     wanted = text.strip().lower()

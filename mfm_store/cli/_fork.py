@@ -22,15 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from .._open import is_postgres_target, open_store
-from .._paging import match_run
-from ..engine.errors import CODE_RUN_NOT_FOUND
 from ..engine.fork import ForkResult, fork
 from ..errors import CODE_STORE_NOT_FOUND, CODE_USAGE
 from ..ids import RunId, StateId
-from ..stores import Store
 from ._common import (
     EXIT_FILE,
-    EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_USAGE,
     CliError,
@@ -38,7 +34,7 @@ from ._common import (
     check_database_file,
     db_text,
     print_json,
-    shorten,
+    resolve_run,
 )
 
 __all__ = ["add_arguments", "handler", "register", "run"]
@@ -71,20 +67,6 @@ def _check_file(target: str, *, must_exist: bool) -> None:
         raise CliError(f"{target}: no such file", EXIT_FILE, CODE_STORE_NOT_FOUND)
 
 
-async def _resolve(store: Store, text: str) -> RunId:
-    wanted = text.strip().lower()
-    if not wanted:
-        raise CliError("empty run id", EXIT_USAGE, CODE_USAGE)
-    found, count = await match_run(store, wanted)  # a page of runs at a time
-    if found is not None and count == 1:
-        return found
-    if count:
-        raise CliError(f"run id prefix {shorten(text)} matches {count} runs; give "
-                       "more of it", EXIT_USAGE, CODE_USAGE)
-    raise CliError(f"no run {shorten(text)} (list them with: mfm-store runs)", EXIT_NOT_FOUND,
-                   CODE_RUN_NOT_FOUND)
-
-
 def _parse_ids(args: argparse.Namespace) -> tuple[StateId, RunId | None]:
     try:
         state = StateId(args.at)
@@ -112,14 +94,15 @@ async def handler(args: argparse.Namespace) -> int:
     _check_file(target, must_exist=source_text is None)
     if source_text is None:
         async with open_store(target) as store:
-            result = await fork(store, await _resolve(store, args.run), at_state=state,
+            result = await fork(store, await resolve_run(store, args.run, target), at_state=state,
                                 new_run_id=new_id, reuse_facts=args.reuse_facts)
     else:
         _check_file(source_text, must_exist=True)
         async with open_store(source_text, read_only=True) as src, \
                 open_store(target) as store:
-            result = await fork(store, await _resolve(src, args.run), at_state=state,
-                                new_run_id=new_id, reuse_facts=args.reuse_facts, source=src)
+            run = await resolve_run(src, args.run, source_text)
+            result = await fork(store, run, at_state=state, new_run_id=new_id,
+                                reuse_facts=args.reuse_facts, source=src)
     if args.json:
         print_json(_to_json(result))
     else:

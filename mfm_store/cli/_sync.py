@@ -15,20 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .._open import is_postgres_target, open_store
-from .._paging import match_run
 from ..errors import CODE_STORE_NOT_FOUND, CODE_USAGE
-from ..ids import RunId
-from ..stores import Store
-from ..sync import CODE_RUN_NOT_FOUND, SyncReport, sync
+from ..sync import SyncReport, sync
 from ._common import (
     DB_ENV,
     EXIT_FILE,
-    EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_PROBLEM,
     EXIT_USAGE,
@@ -37,7 +32,7 @@ from ._common import (
     check_database_file,
     print_json,
     progress_bar,
-    shorten,
+    resolve_run,
     shown_target,
 )
 
@@ -77,25 +72,6 @@ def _open(target: str, *, source: bool) -> Any:
     return open_store(target, read_only=source)
 
 
-async def _resolve(store: Store, texts: Sequence[str], where: str) -> list[RunId]:
-    """Each ``--run`` as an id or a unique prefix of one of ``store``'s runs."""
-    if not texts:
-        return []
-    out: list[RunId] = []
-    for text in texts:
-        wanted = text.strip().lower()
-        found, count = await match_run(store, wanted) if wanted else (None, 0)
-        if found is not None and count == 1:
-            out.append(found)
-        elif count:
-            raise CliError(f"run id prefix {shorten(text)} matches {count} runs; give "
-                           "more of it", EXIT_USAGE, CODE_USAGE)
-        else:
-            raise CliError(f"{where}: no run {shorten(text)}", EXIT_NOT_FOUND,
-                           CODE_RUN_NOT_FOUND)
-    return out
-
-
 def _summary(report: SyncReport, verb: str, where: str) -> str:
     lines = [f"{verb} {where}: {report.events_copied} events copied "
              f"({report.runs_added} new run(s), {report.runs_extended} extended, "
@@ -116,7 +92,7 @@ async def _sync(args: argparse.Namespace, *, pushing: bool) -> int:
     _check_target(src, source=True)
     _check_target(dst, source=False)
     async with _open(src, source=True) as source, _open(dst, source=False) as dest:
-        runs = await _resolve(source, args.run or [], _shown(src)) if args.run else None
+        runs = [await resolve_run(source, t, _shown(src)) for t in args.run] if args.run else None
         async with progress_bar() as progress:
             report = await sync(source, dest, runs=runs, progress=progress,
                                 full_check=args.full_check)

@@ -74,8 +74,7 @@ async def handler(args: argparse.Namespace) -> int:
         raise CliError(f"{target}: no such file", EXIT_FILE, CODE_STORE_NOT_FOUND)
     loop = asyncio.get_running_loop()
     async with open_store(target) as store:
-        run_id = None if args.run is None else await resolve_run(store, args.run,  # type: ignore[arg-type]
-                                                                 target)
+        run_id = None if args.run is None else await resolve_run(store, args.run, target)
         after: Any = args.after if run_id is not None else (None if args.from_start else "end")
         follower: Follower = store.follow(run_id, after=after)  # type: ignore[attr-defined]
         stopping: list[asyncio.Task[None]] = []
