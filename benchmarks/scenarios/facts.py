@@ -198,23 +198,30 @@ def _on_loop_supported() -> bool:
     return "commit_on_loop" in inspect.signature(SqliteStore.open).parameters
 
 
+async def _fsync_free_pair(ctx: Context, stack: AsyncExitStack, on_loop: bool
+                           ) -> tuple[SqliteStore, bool, RawDb]:
+    """Our store (``normal``, fsync off where it can be) and raw sqlite3 at ``synchronous=OFF``
+    in a temporary folder on /dev/shm (else the work folder), closed with ``stack``; the
+    flag says whether our fsync is really off."""
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else ctx.workdir
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=base)))
+    store = await SqliteStore.open(folder / "ours.db", durability="normal",
+                                   commit_on_loop=True if on_loop else None)
+    stack.push_async_callback(store.close)
+    off = _fsync_free_store_off(store)
+    raw = RawDb(folder / "raw.db", "off")
+    stack.callback(raw.close)
+    return store, off, raw
+
+
 async def _cpu_breakdown(ctx: Context, res: ScenarioResult, n: int,
                          on_loop: bool = False) -> list[Finding]:
     """``on_loop``: the store commits on the loop's thread (``commit_on_loop=True``), so the
     figure leaves out the hand-over to the writer thread and back."""
-    shm = Path("/dev/shm")
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else ctx.workdir
     tag = ", commit_on_loop" if on_loop else ""
     async with AsyncExitStack() as stack:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=base)))
-        opened = (SqliteStore.open(folder / "ours.db", durability="normal",
-                                   commit_on_loop=True) if on_loop
-                  else SqliteStore.open(folder / "ours.db", durability="normal"))
-        store = await opened
-        stack.push_async_callback(store.close)
-        off = _fsync_free_store_off(store)
-        raw = RawDb(folder / "raw.db", "off")
-        stack.callback(raw.close)
+        store, off, raw = await _fsync_free_pair(ctx, stack, on_loop)
         clock = time.process_time_ns
         ours_us: list[float] = []
         raw_us: list[float] = []
@@ -243,7 +250,7 @@ async def _cpu_breakdown(ctx: Context, res: ScenarioResult, n: int,
     raw_median = sorted(raw_us)[len(raw_us) // 2]
     ours_median = sorted(ours_us)[len(ours_us) // 2]
     res.notes.append(
-        f"fsync-free breakdown{tag} on {base} (raw: synchronous=OFF; ours: "
+        f"fsync-free breakdown{tag} on {store.path.parent.parent} (raw: synchronous=OFF; ours: "
         f"{'synchronous=OFF' if off else 'normal'}), CPU time per fact (all threads), {n} "
         f"facts per round: ours {ours_median:.1f} {_US}, raw {raw_median:.1f} {_US}.")
     res.notes.append(
@@ -269,20 +276,10 @@ async def _cpu_concurrent(ctx: Context, res: ScenarioResult, n: int,
     """The fsync-free CPU per fact at ``_TASKS`` tasks (each step: one fact per task, on
     distinct runs; raw: the same facts in one transaction), ours and raw taking turns step by
     step, and one profiled round of ours split as in :func:`_cpu_breakdown`."""
-    shm = Path("/dev/shm")
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else ctx.workdir
     tag = f", {_TASKS} tasks" + (", commit_on_loop" if on_loop else "")
     per_task = max(4, n // _TASKS)
     async with AsyncExitStack() as stack:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=base)))
-        opened = (SqliteStore.open(folder / "ours.db", durability="normal",
-                                   commit_on_loop=True) if on_loop
-                  else SqliteStore.open(folder / "ours.db", durability="normal"))
-        store = await opened
-        stack.push_async_callback(store.close)
-        off = _fsync_free_store_off(store)
-        raw = RawDb(folder / "raw.db", "off")
-        stack.callback(raw.close)
+        store, off, raw = await _fsync_free_pair(ctx, stack, on_loop)
         clock = time.process_time_ns
         ours_us: list[float] = []
         raw_us: list[float] = []
@@ -311,7 +308,8 @@ async def _cpu_concurrent(ctx: Context, res: ScenarioResult, n: int,
     total = sum(split) or 1.0
     ours_median = sorted(ours_us)[len(ours_us) // 2]
     res.notes.append(
-        f"fsync-free{tag} on {base} (raw: synchronous=OFF, {_TASKS} facts per transaction; "
+        f"fsync-free{tag} on {store.path.parent.parent} (raw: synchronous=OFF, {_TASKS} facts "
+        "per transaction; "
         f"ours: {'synchronous=OFF' if off else 'normal'}), CPU time per fact (all threads): "
         f"ours {ours_median:.1f} {_US}, raw {sorted(raw_us)[len(raw_us) // 2]:.1f} {_US}; "
         f"one profiled round (loop thread only): " + "; ".join(
